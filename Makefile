@@ -1,0 +1,39 @@
+# Two commands from a fresh clone: `make demo` and `make test`. Both set up .venv first.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+PLUGINS := $(sort $(dir $(wildcard plugins/*/*/pyproject.toml)))
+# Every pip call is pinned to the CPU torch wheel (see constraints.txt).
+export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
+export MLFLOW_DISABLE_TELEMETRY := true
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: setup demo test lint bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints.txt $(wildcard plugins/*/*/pyproject.toml)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]" $(foreach p,$(PLUGINS),-e $(p))
+	# litdata pulls a CUDA torchvision that breaks `import lightning` on CPU torch; its token path never uses it.
+	$(PY) -m pip uninstall --quiet --yes torchvision || true
+	# PYTHONDONTWRITEBYTECODE may be set globally: compile once, or every import costs ~20 s.
+	$(PY) -m compileall -q -j 0 $(VENV)/lib > /dev/null || true
+	touch $@
+
+demo: setup
+	$(VENV)/bin/litplug train examples/quickstart.yaml
+
+test: setup
+	$(PY) -m pytest
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+bench: setup
+	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) runs

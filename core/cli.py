@@ -1,0 +1,215 @@
+"""``litplug`` verbs. Exit codes: 0 success, 2 usage/config/plugin/data error, 1 run failure."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+from litplug.errors import ConfigError, LitplugError, RunFailure  # noqa: E402
+
+BUILTIN_VERBS = ("train", "config", "plugins", "eval", "generate", "merge", "new-plugin")
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from litplug import run as run_mod
+
+    run = run_mod.setup(args.config, args.overrides)
+    existed = run.run_dir.exists()
+    try:
+        run_mod.train(run)
+    except BaseException:
+        run_mod.remove_failed_run_dir(run.run_dir, existed)
+        raise
+    if run.results:
+        print(run_mod.summary(run))
+    return 0
+
+
+def _cmd_config(args: argparse.Namespace) -> int:
+    from litplug import config as config_mod
+    from litplug.run import load_plugins
+
+    cfg = config_mod.load_config(args.config, args.overrides)
+    load_plugins(cfg)  # validates plugins.<name> against each plugin's schema and fills defaults
+    print(config_mod.to_yaml(cfg), end="")
+    return 0
+
+
+def _cmd_plugins(args: argparse.Namespace) -> int:
+    from litplug.plugins import list_plugins
+
+    records = list_plugins()
+    if args.json:
+        print(json.dumps([r.as_dict() for r in records], indent=2))
+        return 0
+    if not records:
+        print("No litplug plugins installed.")
+    for r in records:
+        print(f"{r.name:<14} {r.status:<7} {r.distribution or '?'} {r.version or '?'}")
+        if r.status == "ok":
+            print(f"{'':<14} hooks: {', '.join(r.hooks) or '(none)'}")
+        else:
+            print(f"{'':<14} reason: {r.reason}")
+    return 0
+
+
+def _run_or_config(target: str, overrides: Sequence[str]) -> tuple[str, list[str]]:
+    """A run directory means its saved config plus its exported model."""
+    path = Path(target)
+    if path.is_dir():
+        if not (path / "config.yaml").is_file() or not (path / "export").is_dir():
+            raise ConfigError(f"'{path}' is not a finished litplug run (it needs config.yaml and export/).")
+        return str(path / "config.yaml"), [f"model.path={(path / 'export').resolve()}",
+                                           f"data.tokenizer={(path / 'export').resolve()}", *overrides]
+    return target, list(overrides)
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from litplug import run as run_mod
+    from litplug.evaluate import evaluate_all, flat_metrics
+
+    config_path, overrides = _run_or_config(args.target, args.overrides)
+    run = run_mod.setup(config_path, overrides)
+    module = run_mod.build_module(run)
+    results = evaluate_all(module.model, run.tokenizer, run.pm, run.sources, run.cfg)
+    if not results:
+        raise ConfigError("None of the config's data sources has a prompt/answer form, so there is nothing to "
+                          "evaluate by exact match / pass@k.")
+    out = Path(args.out) if args.out else (Path(args.target) / "eval.json" if Path(args.target).is_dir() else None)
+    if out is not None:
+        out.write_text(json.dumps(results, indent=2))
+    _log_eval(run, flat_metrics(results), out)
+    for source, metrics in results.items():
+        shown = ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, float))
+        print(f"{source}: {shown}")
+    if out is not None:
+        print(f"Results written to {out}")
+    return 0
+
+
+def _log_eval(run: object, metrics: dict[str, float], out: Path | None) -> None:
+    """Eval results go to the run's MLflow run when it has one."""
+    run_file = Path(run.cfg.run.output_dir) / run.cfg.run.name / "mlflow_run.json"  # type: ignore[attr-defined]
+    if not run.cfg.tracking.enabled or not run_file.is_file():  # type: ignore[attr-defined]
+        return
+    import mlflow
+
+    info = json.loads(run_file.read_text())
+    client = mlflow.MlflowClient(tracking_uri=info["tracking_uri"])
+    for key, value in metrics.items():
+        client.log_metric(info["run_id"], key, value)
+    if out is not None:
+        client.log_artifact(info["run_id"], str(out))
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from litplug import run as run_mod
+    from litplug.generate import generate
+
+    config_path, overrides = _run_or_config(args.target, args.overrides)
+    run = run_mod.setup(config_path, overrides)
+    module = run_mod.build_module(run)
+    outputs = generate(module.model, run.tokenizer, args.prompt, run.pm, args.max_new_tokens,
+                       num_samples=args.num_samples, temperature=args.temperature, seed=run.cfg.run.seed)
+    for prompt, completions in zip(args.prompt, outputs):
+        for completion in completions:
+            print(json.dumps({"prompt": prompt, "completion": completion}))
+    return 0
+
+
+def _cmd_merge(args: argparse.Namespace) -> int:
+    from litplug.plugins import all_installed_manager
+
+    methods: dict[str, Callable[[list[str]], int]] = {}
+    for found in all_installed_manager().hook.merge_methods():
+        methods.update(found or {})
+    if not args.method:
+        print("Merge methods: " + (", ".join(sorted(methods)) or "none (install a merging plugin)"))
+        return 0
+    if args.method not in methods:
+        raise ConfigError(f"Unknown merge method '{args.method}'. Available: {', '.join(sorted(methods)) or 'none'}.")
+    return int(methods[args.method](list(args.rest)) or 0)
+
+
+def _cmd_new_plugin(args: argparse.Namespace) -> int:
+    from litplug.scaffold import scaffold
+
+    target = scaffold(args.name, args.kind, Path(args.dir) if args.dir else None)
+    print(f"Created plugin '{args.name}' in {target}.\nInstall it with: pip install -e {target}\n"
+          f"Test it with:    pytest {target}")
+    return 0
+
+
+def build_parser(with_plugin_verbs: bool = False) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="litplug", description=__doc__)
+    sub = parser.add_subparsers(dest="verb", metavar="VERB")
+
+    def with_config(name: str, help_: str, fn: Callable[[argparse.Namespace], int], what: str = "CONFIG") -> None:
+        p = sub.add_parser(name, help=help_)
+        p.add_argument("config" if what == "CONFIG" else "target", metavar=what)
+        p.add_argument("overrides", nargs="*", metavar="key=value")
+        p.set_defaults(func=fn)
+        if name == "eval":
+            p.add_argument("--out", help="write the results JSON here (default: RUN/eval.json)")
+        if name == "generate":
+            p.add_argument("--prompt", action="append", required=True, help="repeat for several prompts")
+            p.add_argument("--max-new-tokens", type=int, default=32)
+            p.add_argument("--num-samples", type=int, default=1)
+            p.add_argument("--temperature", type=float, default=1.0)
+
+    with_config("train", "train a model from a YAML config", _cmd_train)
+    with_config("config", "print the resolved, validated config", _cmd_config)
+    with_config("eval", "exact match / pass@k of a finished RUN dir (or a CONFIG)", _cmd_eval, "RUN")
+    with_config("generate", "sample completions from a finished RUN dir (or a CONFIG)", _cmd_generate, "RUN")
+    p = sub.add_parser("plugins", help="list installed plugins, their hooks and status")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_plugins)
+    p = sub.add_parser("merge", help="merge models with a method a plugin provides (no METHOD: list them)")
+    p.add_argument("method", nargs="?")
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=_cmd_merge)
+    p = sub.add_parser("new-plugin", help="scaffold a plugin package that passes the conformance suite")
+    p.add_argument("name")
+    p.add_argument("--kind", required=True, choices=["objectives", "data", "kernels", "merging"])
+    p.add_argument("--dir", help="parent folder (default: plugins/<kind>)")
+    p.set_defaults(func=_cmd_new_plugin)
+    if with_plugin_verbs:
+        from litplug.plugins import all_installed_manager
+
+        all_installed_manager().hook.cli_commands(subparsers=sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        plugin_verb = bool(argv) and not argv[0].startswith("-") and argv[0] not in BUILTIN_VERBS
+        args = build_parser(with_plugin_verbs=plugin_verb).parse_args(argv)
+        if not getattr(args, "func", None):
+            build_parser().print_help()
+            return 2
+        return int(args.func(args) or 0)
+    except LitplugError as exc:
+        print(f"litplug: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except RunFailure as exc:
+        print(f"litplug: run failed: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except SystemExit as exc:  # argparse usage errors exit 2 already
+        return int(exc.code or 0)
+    except KeyboardInterrupt:
+        return 130
+    except Exception:  # noqa: BLE001 - an unexpected failure: show it, exit 1
+        traceback.print_exc()
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

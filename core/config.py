@@ -1,0 +1,330 @@
+"""The run config: structured OmegaConf schemas, defaults <- YAML file <- ``key=value`` overrides.
+
+Validation walks the user's keys against the schema first, so an unknown key is reported with its
+full dotted path, the file it came from and the nearest valid key, instead of OmegaConf's message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_args, get_origin, get_type_hints
+
+import yaml
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from litplug.errors import ConfigError
+
+
+@dataclass
+class RunConfig:
+    name: str = "run"
+    seed: int = 0
+    output_dir: str = "runs"  # the run lives in <output_dir>/<name>
+    resume: bool = True  # re-running the same command continues from <run>/checkpoints/last.ckpt
+
+
+@dataclass
+class ModelConfig:
+    path: str | None = None  # a local HF directory; when set, the size fields below are ignored
+    architecture: str = "llama"  # any HF model_type with a causal-LM head
+    hidden_size: int = 64
+    num_hidden_layers: int = 2
+    num_attention_heads: int = 4
+    num_key_value_heads: int | None = None
+    intermediate_size: int = 172
+    max_position_embeddings: int = 512
+    tie_word_embeddings: bool = False
+    attn_implementation: str = "sdpa"
+    extra: dict[str, Any] = field(default_factory=dict)  # more HF config fields
+
+
+@dataclass
+class SourceConfig:
+    name: str = ""  # defaults to the task name or file stem
+    task: str | None = None  # a synthetic task (litplug.data.tasks); or give `path`
+    path: str | None = None  # a .txt / .jsonl / .parquet file or directory, local or any fsspec URL
+    params: dict[str, Any] = field(default_factory=dict)  # the task's parameters
+    weight: float = 1.0  # share of the training mixture (normalised over sources)
+    text_field: str = "text"
+    prompt_field: str = "prompt"
+    answer_field: str = "answer"
+    num_train: int = 4000  # synthetic tasks: examples per split
+    num_validation: int = 200
+    num_test: int = 200
+    validation_fraction: float = 0.05  # files: share held out for validation
+
+
+@dataclass
+class DataConfig:
+    sources: list[SourceConfig] = field(default_factory=list)
+    tokenizer: str = "auto"  # auto | byte | task | path of a local HF tokenizer directory
+    seq_len: int = 64
+    batch_size: int = 16
+    num_workers: int = 0
+    loss_on: str = "all"  # all | answer (prompt/answer sources: loss only on the answer)
+    cache_dir: str | None = None  # optimized litdata shards; default <output_dir>/.cache
+    shuffle: bool = True
+    seed: int = 1234  # synthetic task data; fixed across run.seed so seeds vary only init and order
+
+
+@dataclass
+class TrainerConfig:
+    max_steps: int = 200
+    accelerator: str = "cpu"
+    devices: Any = 1
+    num_nodes: int = 1
+    strategy: str = "auto"
+    precision: str = "32-true"
+    gradient_clip_val: float | None = 1.0
+    accumulate_grad_batches: int = 1
+    log_every_n_steps: int = 10
+    val_check_interval: int | None = None  # steps; None = only at the end
+    limit_val_batches: int = 8
+    checkpoint_every_n_steps: int = 50
+    keep_checkpoints: bool = False  # keep every checkpoint as step=N.ckpt, not only last.ckpt
+    deterministic: bool = True
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 3e-3
+    weight_decay: float = 0.0
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
+    eps: float = 1e-8
+    warmup_steps: int = 10
+    schedule: str = "cosine"  # cosine | constant
+
+
+@dataclass
+class TrackingConfig:
+    enabled: bool = True
+    uri: str | None = None  # default: sqlite:///<output_dir>/mlflow.db
+    experiment: str = "litplug"
+    log_model: bool = True  # the exported model as an MLflow artifact
+
+
+@dataclass
+class EvalConfig:
+    num_examples: int = 64  # prompts of the test split per task
+    max_new_tokens: int | None = None  # default: the longest reference answer
+    batch_size: int = 32
+    n: int = 1  # samples per prompt (pass@k); n = 1 means greedy
+    k: list[int] = field(default_factory=lambda: [1])
+    temperature: float = 1.0
+    split: str = "test"
+
+
+@dataclass
+class RootConfig:
+    run: RunConfig = field(default_factory=RunConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    plugins: dict[str, Any] = field(default_factory=dict)  # plugins.<name>: that plugin's config
+
+
+# Every plugin section may carry this key; the core reads it, the plugin never sees it.
+PLUGIN_ENABLED_KEY = "enabled"
+
+DEFAULT_SOURCES = [{"task": "arithmetic", "params": {"digits": 2}}]
+
+
+def _suggest(key: str, valid: list[str]) -> str:
+    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
+    hint = f" Did you mean '{close[0]}'?" if close else ""
+    return f"{hint} Valid keys here: {', '.join(sorted(valid))}."
+
+
+def check_keys(data: Any, schema: type, where: str, origin: str) -> None:
+    """Raise ConfigError for the first key of ``data`` that ``schema`` (a dataclass) lacks."""
+    if not isinstance(data, dict):
+        return
+    hints = get_type_hints(schema)
+    valid = [f.name for f in dataclasses.fields(schema)]
+    for key, value in data.items():
+        path = f"{where}.{key}" if where else str(key)
+        if key not in valid:
+            raise ConfigError(f"Unknown config key '{path}' in {origin}.{_suggest(str(key), valid)}")
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            check_keys(value, hint, path, origin)
+        elif get_origin(hint) is list and isinstance(value, list):
+            (item_type,) = get_args(hint) or (Any,)
+            if dataclasses.is_dataclass(item_type):
+                for i, item in enumerate(value):
+                    check_keys(item, item_type, f"{path}.{i}", origin)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"Config file '{path}' not found (working directory: {Path.cwd()}).")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"Config file '{path}' is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"Config file '{path}' must hold a mapping of sections (run, model, data, ...).")
+    return data
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``key.path=value`` with a YAML-typed value (``trainer.max_steps=10``, ``plugins.fsp.tau=8``)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"Override '{text}' is not of the form key.path=value.")
+    try:
+        value = yaml.safe_load(raw) if raw else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip(), value
+
+
+def _apply_override(cfg: DictConfig, key: str, value: Any) -> None:
+    parts = key.split(".")
+    node: Any = cfg
+    for depth, part in enumerate(parts[:-1]):
+        node = _child(node, part, ".".join(parts[: depth + 1]), key)
+    last = parts[-1]
+    in_plugins = parts[0] == "plugins"
+    if isinstance(node, DictConfig) and last not in node and not in_plugins and not _is_open(node):
+        raise ConfigError(f"Unknown config key '{key}' in command-line override.{_suggest(last, list(node.keys()))}")
+    try:
+        if in_plugins:
+            with _open_struct(cfg):
+                OmegaConf.update(cfg, key, value, merge=True)
+        else:
+            OmegaConf.update(cfg, key, value, merge=True)
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"Override '{key}={value}' is invalid: {_first_line(exc)}") from None
+
+
+def _is_open(node: DictConfig) -> bool:
+    return OmegaConf.is_struct(node) is False
+
+
+class _open_struct:
+    """Plugin sections are validated later, against the plugin's own schema: let them grow here."""
+
+    def __init__(self, cfg: DictConfig) -> None:
+        self.cfg = cfg
+
+    def __enter__(self) -> None:
+        OmegaConf.set_struct(self.cfg, False)
+
+    def __exit__(self, *exc: object) -> None:
+        OmegaConf.set_struct(self.cfg, True)
+
+
+def _child(node: Any, part: str, path: str, key: str) -> Any:
+    if isinstance(node, DictConfig):
+        if part not in node:
+            if path.startswith("plugins"):
+                return _MissingPluginNode()
+            raise ConfigError(f"Unknown config key '{path}' in override '{key}'.{_suggest(part, list(node.keys()))}")
+        return node[part]
+    if OmegaConf.is_list(node):
+        if not part.isdigit() or int(part) >= len(node):
+            raise ConfigError(f"Override '{key}': '{path}' is not an index of a list of {len(node)} items.")
+        return node[int(part)]
+    return _MissingPluginNode()
+
+
+class _MissingPluginNode:
+    """Placeholder while walking into a plugin section that the override itself creates."""
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
+    """Defaults <- YAML <- overrides, validated against the core schemas. Plugin sections are left
+    for :func:`validate_plugin_config` once the plugins' classes are loaded."""
+    schema = OmegaConf.structured(RootConfig)
+    user: dict[str, Any] = {}
+    origin = "the defaults"
+    if path is not None:
+        user = _read_yaml(Path(path))
+        origin = f"config file '{path}'"
+    check_keys(user, RootConfig, "", origin)
+    try:
+        cfg = OmegaConf.merge(schema, user)
+    except OmegaConfBaseException as exc:
+        full_key = getattr(exc, "full_key", None) or "?"
+        raise ConfigError(f"Config key '{full_key}' in {origin} has the wrong type: {_first_line(exc)}") from None
+    for text in overrides:
+        _apply_override(cfg, *parse_override(text))
+    if not cfg.data.sources:
+        cfg.data.sources = [OmegaConf.merge(OmegaConf.structured(SourceConfig), s) for s in DEFAULT_SOURCES]
+    _check_values(cfg)
+    return cfg
+
+
+def _check_values(cfg: DictConfig) -> None:
+    """Value checks that types alone cannot express, each naming its key."""
+    checks = [
+        (cfg.data.seq_len >= 2, "data.seq_len", "must be at least 2"),
+        (cfg.data.batch_size >= 1, "data.batch_size", "must be at least 1"),
+        (cfg.data.loss_on in ("all", "answer"), "data.loss_on", "must be 'all' or 'answer'"),
+        (cfg.trainer.max_steps >= 1, "trainer.max_steps", "must be at least 1"),
+        (cfg.optim.lr > 0, "optim.lr", "must be positive"),
+        (cfg.optim.schedule in ("cosine", "constant"), "optim.schedule", "must be 'cosine' or 'constant'"),
+        (cfg.trainer.checkpoint_every_n_steps >= 1, "trainer.checkpoint_every_n_steps", "must be at least 1"),
+    ]
+    for i, source in enumerate(cfg.data.sources):
+        where = f"data.sources.{i}"
+        checks.append((bool(source.task) != bool(source.path), where, "needs exactly one of 'task' or 'path'"))
+        checks.append((source.weight >= 0, f"{where}.weight", f"must be >= 0 (got {source.weight})"))
+    if cfg.data.sources and sum(s.weight for s in cfg.data.sources) <= 0:
+        checks.append((False, "data.sources.*.weight", "are all zero: at least one source needs a positive weight"))
+    for ok, key, why in checks:
+        if not ok:
+            raise ConfigError(f"Config key '{key}' {why}.")
+    for name, section in cfg.plugins.items():
+        if section is not None and not isinstance(section, DictConfig):
+            raise ConfigError(f"Config key 'plugins.{name}' must be a mapping of the plugin's options "
+                              f"(or {{}} for its defaults), not {section!r}.")
+
+
+def active_plugin_names(cfg: DictConfig) -> list[str]:
+    """Plugins listed under ``plugins:``, in the config's order, unless ``enabled: false``."""
+    names = []
+    for name, section in cfg.plugins.items():
+        if section is None or section.get(PLUGIN_ENABLED_KEY, True):
+            names.append(str(name))
+    return names
+
+
+def validate_plugin_config(cfg: DictConfig, name: str, config_class: type | None) -> Any:
+    """Validate ``plugins.<name>`` against the plugin's dataclass; store the resolved section back
+    into ``cfg`` (so it is logged) and return the dataclass instance for the plugin."""
+    section = cfg.plugins.get(name)
+    raw = OmegaConf.to_container(section, resolve=True) if section is not None else {}
+    raw.pop(PLUGIN_ENABLED_KEY, None)
+    if config_class is None:
+        if raw:
+            raise ConfigError(f"Plugin '{name}' takes no options, but plugins.{name} sets {sorted(raw)}.")
+        return None
+    check_keys(raw, config_class, f"plugins.{name}", f"the config of plugin '{name}'")
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(config_class), raw)
+        instance = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as exc:
+        full_key = getattr(exc, "full_key", None) or "?"
+        raise ConfigError(f"Config key 'plugins.{name}.{full_key}' has the wrong type: {_first_line(exc)}") from None
+    except (ValueError, TypeError) as exc:  # raised by the plugin's own __post_init__ checks
+        raise ConfigError(f"Config of plugin '{name}' (plugins.{name}) is invalid: {exc}") from None
+    with _open_struct(cfg):
+        cfg.plugins[name] = OmegaConf.merge(merged, {PLUGIN_ENABLED_KEY: True})
+    return instance
+
+
+def to_yaml(cfg: DictConfig) -> str:
+    return OmegaConf.to_yaml(cfg, resolve=True)

@@ -1,0 +1,1 @@
+"""Data: seeded synthetic tasks and the datasets built from them."""

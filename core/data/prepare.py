@@ -1,0 +1,96 @@
+"""Tokenise a source's split once and write it as litdata shards with ``litdata.optimize``.
+
+Every sample is one fixed-length row of ``seq_len + 1`` token ids, so a batch is a plain stack:
+prompt/answer examples get a row each (padded), plain text is packed into consecutive rows.
+Shards are cached under a key of everything that shapes them, and written to a temporary folder
+that is renamed into place, so an interrupted preparation never leaves a half-written cache.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+from litdata import optimize
+from transformers import PreTrainedTokenizerBase
+
+from litplug.data.sources import SourceSpec, fingerprint, read_examples, source_name
+from litplug.data.tasks import Example
+from litplug.errors import DataError
+
+
+def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
+    vocab = sorted(tokenizer.get_vocab().items())
+    return hashlib.sha256(json.dumps([vocab, type(tokenizer).__name__]).encode()).hexdigest()[:16]
+
+
+def encode_example(tokenizer: PreTrainedTokenizerBase, example: Example) -> tuple[list[int], int]:
+    """``<bos> prompt answer <eos>`` as ids, and the number of ids before the answer starts."""
+    prompt = tokenizer.encode(example.prompt + " ", add_special_tokens=False) if example.prompt else []
+    answer = tokenizer.encode(example.answer, add_special_tokens=False)
+    ids = [tokenizer.bos_token_id, *prompt, *answer, tokenizer.eos_token_id]
+    return ids, 1 + len(prompt)
+
+
+def build_rows(tokenizer: PreTrainedTokenizerBase, examples: list[Example], seq_len: int, name: str) -> np.ndarray:
+    """Rows of [tokens (seq_len+1) | n_prompt | length] as one int32 array."""
+    width = seq_len + 1
+    pad = tokenizer.pad_token_id
+    rows: list[list[int]] = []
+    if examples and examples[0].prompt:
+        for ex in examples:
+            ids, n_prompt = encode_example(tokenizer, ex)
+            if len(ids) > width:
+                raise DataError(f"data source '{name}': an example is {len(ids)} tokens but data.seq_len + 1 is "
+                                f"{width}; raise data.seq_len to at least {len(ids) - 1}.")
+            rows.append(ids + [pad] * (width - len(ids)) + [n_prompt, len(ids)])
+    else:
+        stream: list[int] = []
+        for ex in examples:
+            stream += [tokenizer.bos_token_id, *tokenizer.encode(ex.answer, add_special_tokens=False),
+                       tokenizer.eos_token_id]
+        for start in range(0, len(stream) - width + 1, width):
+            rows.append(stream[start : start + width] + [0, width])
+    if not rows:
+        raise DataError(f"data source '{name}' is too small: it yields no sequence of data.seq_len + 1 = {width} "
+                        "tokens. Add data or lower data.seq_len.")
+    return np.asarray(rows, dtype=np.int32)
+
+
+def _sample(index: int, rows: np.ndarray) -> dict[str, object]:
+    row = rows[index]
+    return {"tokens": row[:-2], "n_prompt": int(row[-2]), "length": int(row[-1])}
+
+
+def prepare_split(
+    spec: SourceSpec, split: str, tokenizer: PreTrainedTokenizerBase, seq_len: int, seed: int, cache_root: Path
+) -> Path:
+    """The litdata folder for (source, split), writing it if it is not cached yet."""
+    name = source_name(spec)
+    key = json.dumps([dataclasses.asdict(spec), split, seq_len, seed, tokenizer_fingerprint(tokenizer),
+                      fingerprint(spec)], sort_keys=True, default=str)
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    target = cache_root / f"{name}-{split}-{digest}"
+    if (target / "index.json").is_file():
+        return target
+    rows = build_rows(tokenizer, read_examples(spec, split, seed), seq_len, name)
+    cache_root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=cache_root))
+    try:
+        optimize(fn=partial(_sample, rows=rows), inputs=list(range(len(rows))), output_dir=str(tmp),
+                 chunk_bytes="32MB", num_workers=1, reorder_files=False, verbose=False, mode="overwrite",
+                 start_method="fork")
+        os.replace(tmp, target)
+    except OSError:
+        if not (target / "index.json").is_file():  # not a concurrent writer finishing first
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target

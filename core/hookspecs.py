@@ -1,0 +1,193 @@
+"""The plugin contract: every hook litplug calls, in the order a run calls them.
+
+A plugin is a class (or module) exposed under the entry-point group ``litplug.plugins``. Its hook
+implementations are methods marked with ``@litplug.hookimpl`` whose names match the specs below;
+an implementation may accept any subset of a hook's keyword arguments. ``docs/hooks.md`` has a
+section with an example for every hook (a test keeps the two in step).
+
+Plugin classes may also declare, as class attributes:
+
+- ``config_class``: a dataclass; the plugin's section ``plugins.<name>`` is validated against it and
+  the validated object is passed to ``__init__``.
+- ``litplug_requires``: a PEP 440 specifier (e.g. ``">=0.1,<0.2"``) of the litplug versions it
+  supports; a mismatch stops a run at start-up.
+- ``run_after`` / ``run_before``: names of plugins this one must follow / precede in the config's
+  plugin order; checked at start-up.
+
+Unless stated, hooks are called on every active plugin in the config's order and their results
+are collected in a list. The core's own defaults (plain cross-entropy) are registered as the
+plugin ``core``, which always runs last.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+from litplug import PROJECT
+
+if TYPE_CHECKING:
+    import argparse
+
+    import torch
+    from lightning.pytorch import Callback
+    from omegaconf import DictConfig
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from litplug.data.sources import SourceSpec
+    from litplug.module import LitplugModule
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+
+# ---------------------------------------------------------------------------------------------
+# setup: called once, before the optimizer exists, in this order
+# ---------------------------------------------------------------------------------------------
+
+
+@hookspec
+def configure_tokenizer(tokenizer: PreTrainedTokenizerBase, config: DictConfig) -> None:
+    """Change the tokenizer in place, e.g. add a special token.
+
+    :param tokenizer: the run's HF tokenizer (byte-level, task vocabulary or a local directory).
+    :param config: the whole resolved run config.
+    Called before the data is tokenised and before the model is built, so the model's vocabulary
+    is sized to include whatever was added here.
+    """
+
+
+@hookspec
+def configure_model(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, config: DictConfig
+) -> dict[str, torch.nn.Module] | None:
+    """Model surgery, and the training-only modules a plugin needs.
+
+    :param model: the HF causal LM; change it in place (e.g. resize embeddings, patch kernels).
+    :param tokenizer: the configured tokenizer.
+    :param config: the whole resolved run config.
+    :return: ``{name: module}`` of auxiliary modules (e.g. prediction heads). The core registers
+        them under ``LitplugModule.aux[name]`` so they are optimised, checkpointed and moved to the
+        device with the model, and leaves them out of the exported model. Names must be unique
+        across plugins; use your plugin's name.
+    """
+
+
+@hookspec
+def data_sources(sources: list[SourceSpec], config: DictConfig) -> None:
+    """Add, remove or reweight the training mixture's sources, in place.
+
+    :param sources: the ``data.sources`` list as :class:`litplug.data.sources.SourceSpec` objects.
+    :param config: the whole resolved run config.
+    """
+
+
+@hookspec
+def callbacks(config: DictConfig) -> list[Callback] | None:
+    """Lightning callbacks the plugin wants in the trainer (e.g. keep an early checkpoint).
+
+    :return: a list of callbacks, or None.
+    """
+
+
+# ---------------------------------------------------------------------------------------------
+# training step: called on every batch, in this order
+# ---------------------------------------------------------------------------------------------
+
+
+@hookspec
+def transform_batch(batch: dict[str, torch.Tensor], stage: str, module: LitplugModule) -> None:
+    """Rewrite a batch in place before the forward pass.
+
+    :param batch: ``input_ids`` [B, T], ``labels`` [B, T] (already shifted: ``labels[:, t]`` is the
+        target of position t; ``-100`` means no loss), ``attention_mask`` [B, T] and
+        ``answer_mask`` [B, T] (True where the target is part of a task's answer).
+    :param stage: ``"train"``, ``"validate"`` or ``"test"``.
+    :param module: the LightningModule (for its device, tokenizer, step counter).
+    """
+
+
+@hookspec(firstresult=True)
+def lm_loss(
+    hidden: torch.Tensor, lm_head: torch.nn.Module, labels: torch.Tensor, module: LitplugModule
+) -> torch.Tensor | None:
+    """The main language-modelling loss, from the backbone's final hidden states.
+
+    Exclusive: at most one plugin besides ``core`` may implement it (a fused kernel, say); two are
+    a start-up error naming both. Stops at the first non-None result; ``core`` (plain
+    cross-entropy through ``lm_head``, mean over targets that are not -100) runs last.
+
+    :param hidden: [B, T, H] final hidden states (after the final norm).
+    :param lm_head: the output projection (``model.get_output_embeddings()``).
+    :param labels: [B, T] shifted targets, -100 = ignore.
+    :return: a scalar loss.
+    """
+
+
+@hookspec
+def extra_losses(
+    module: LitplugModule, batch: dict[str, torch.Tensor], hidden: torch.Tensor
+) -> dict[str, torch.Tensor] | None:
+    """Auxiliary loss terms, added to the LM loss and logged under ``train/<name>``.
+
+    Weight the terms yourself: the core adds them as returned. The backbone runs once per step;
+    ``hidden`` is the same tensor ``lm_loss`` saw, so heads and fused kernels compose.
+
+    :return: ``{name: scalar tensor}``; names must be unique across plugins.
+    """
+
+
+@hookspec
+def after_optimizer_step(module: LitplugModule, step: int) -> None:
+    """Called right after every optimizer step (e.g. a parameter projection, a cache refresh).
+
+    :param step: the global step just completed (1 after the first step).
+    """
+
+
+# ---------------------------------------------------------------------------------------------
+# generation: `litplug generate`, `litplug eval`, and validation-time exact-match
+# ---------------------------------------------------------------------------------------------
+
+
+@hookspec
+def prepare_generation(prompts: list[list[int]], tokenizer: PreTrainedTokenizerBase) -> None:
+    """Change the tokenised prompts in place before decoding (e.g. append pause tokens)."""
+
+
+@hookspec
+def logits_processors(tokenizer: PreTrainedTokenizerBase) -> list[Any] | None:
+    """HF ``LogitsProcessor`` objects to apply while decoding (e.g. never emit a pause token)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# export: the end of `litplug train`
+# ---------------------------------------------------------------------------------------------
+
+
+@hookspec
+def export_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, config: DictConfig) -> None:
+    """Last changes to the HF model before it is saved as a plain safetensors directory.
+
+    Auxiliary modules returned by ``configure_model`` are never exported; use this hook only for
+    changes made inside the HF model itself.
+    """
+
+
+# ---------------------------------------------------------------------------------------------
+# post-training and CLI: called when the user invokes the verb, on every installed plugin
+# ---------------------------------------------------------------------------------------------
+
+
+@hookspec
+def merge_methods() -> dict[str, Callable[[list[str]], int]] | None:
+    """Named merge methods for ``litplug merge METHOD ARGS...``.
+
+    :return: ``{method_name: fn}``; ``fn(argv)`` parses its own arguments and returns an exit code.
+    """
+
+
+@hookspec
+def cli_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``litplug`` verbs: ``subparsers.add_parser(name)`` and ``set_defaults(func=fn)``,
+    where ``fn(args) -> int`` returns the exit code."""

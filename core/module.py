@@ -1,0 +1,111 @@
+"""The LightningModule: one backbone pass per step, the loss composed from the plugins' hooks."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import lightning as L
+import pluggy
+import torch
+from omegaconf import DictConfig
+from transformers import PreTrainedModel, PreTrainedTokenizerBase, get_scheduler
+
+from litplug.errors import RunFailure
+
+
+class NonFiniteLoss(RunFailure):
+    """A loss term became NaN/inf; the message names the step and the offending terms."""
+
+
+class LitplugModule(L.LightningModule):
+    """Wraps an HF causal LM. ``aux`` holds the plugins' training-only modules (never exported)."""
+
+    def __init__(self, cfg: DictConfig, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
+                 pm: pluggy.PluginManager, aux: dict[str, torch.nn.Module] | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.model = model
+        self.tokenizer = tokenizer
+        self.pm = pm
+        self.aux = torch.nn.ModuleDict(aux or {})
+        self._tokens_seen = 0
+        self._step_started = 0.0
+
+    # -- the forward pass every loss hook shares --------------------------------------------------
+    def hidden_states(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Final hidden states [B, T, H] of the backbone (after its final norm).
+
+        Batches are right-padded and causal, so padding never influences a real position: no
+        attention mask is passed, which keeps SDPA on its fast causal path.
+        """
+        return self.model.base_model(input_ids=input_ids).last_hidden_state
+
+    def compute_losses(self, batch: dict[str, torch.Tensor], stage: str) -> dict[str, torch.Tensor]:
+        """``{"lm": ..., <plugin terms>..., "loss": total}`` for one batch."""
+        hook = self.pm.hook
+        hook.transform_batch(batch=batch, stage=stage, module=self)
+        hidden = self.hidden_states(batch["input_ids"])
+        lm_head = self.model.get_output_embeddings()
+        terms = {"lm": hook.lm_loss(hidden=hidden, lm_head=lm_head, labels=batch["labels"], module=self)}
+        for extra in hook.extra_losses(module=self, batch=batch, hidden=hidden):
+            for name, value in (extra or {}).items():
+                if name in terms:
+                    raise RuntimeError(f"two plugins return a loss term named '{name}'")
+                terms[name] = value
+        terms["loss"] = sum(terms.values())
+        return terms
+
+    # -- Lightning hooks ---------------------------------------------------------------------------
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        self._step_started = time.perf_counter()
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        terms = self.compute_losses(batch, "train")
+        bad = [name for name, value in terms.items() if name != "loss" and not torch.isfinite(value).all()]
+        if bad:
+            raise NonFiniteLoss(
+                f"Non-finite loss at step {self.global_step + 1}: term(s) {', '.join(bad)} "
+                f"({', '.join(f'{n}={terms[n].item()}' for n in bad)}). The last good checkpoint is kept; "
+                "lower optim.lr or check the plugin that owns the term."
+            )
+        self._tokens_seen += int((batch["labels"] != -100).sum())
+        for name, value in terms.items():
+            self.log(f"train/{name}", value.detach(), prog_bar=name == "loss", batch_size=batch["input_ids"].shape[0])
+        return terms["loss"]
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        elapsed = time.perf_counter() - self._step_started
+        if elapsed > 0:
+            n_tokens = batch["input_ids"].numel()
+            self.log("train/tokens_per_s", n_tokens / elapsed, batch_size=1)
+        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=1)
+
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        super().optimizer_step(*args, **kwargs)
+        self.pm.hook.after_optimizer_step(module=self, step=self.global_step + 1)
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
+        terms = self.compute_losses(batch, "validate")
+        names = self.trainer.datamodule.names if self.trainer.datamodule is not None else []
+        source = names[dataloader_idx] if dataloader_idx < len(names) else str(dataloader_idx)
+        n = batch["input_ids"].shape[0]
+        self.log(f"val/{source}/loss", terms["lm"], add_dataloader_idx=False, batch_size=n)
+        self.log(f"val/{source}/perplexity", torch.exp(terms["lm"].clamp(max=50)), add_dataloader_idx=False,
+                 batch_size=n)
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        o = self.cfg.optim
+        decay, no_decay = [], []
+        for name, param in self.named_parameters():
+            if param.requires_grad:
+                (no_decay if param.ndim < 2 or "norm" in name else decay).append(param)
+        optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=o.lr, betas=tuple(o.betas), eps=o.eps,
+        )
+        kind = "cosine" if o.schedule == "cosine" else "constant_with_warmup"
+        scheduler = get_scheduler(kind, optimizer, num_warmup_steps=o.warmup_steps,
+                                  num_training_steps=self.cfg.trainer.max_steps)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+

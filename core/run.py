@@ -1,0 +1,257 @@
+"""One training run, from a config to an exported model.
+
+Everything the user can get wrong (config, plugins, data, paths) is checked in :func:`setup` before
+the run directory is touched, so a bad input never leaves a half-written run behind. Re-running the
+same command continues from ``<run>/checkpoints/last.ckpt``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import pluggy
+import torch
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.utilities import rank_zero_only
+from omegaconf import DictConfig
+from transformers import PreTrainedTokenizerBase
+
+from litplug import config as config_mod
+from litplug import plugins as plugins_mod
+from litplug.data.datamodule import LitplugDataModule, source_specs
+from litplug.data.sources import SourceSpec
+from litplug.data.tasks import TaskError, get_task
+from litplug.errors import ConfigError, DataError
+from litplug.evaluate import check_eval_config, evaluate_all, flat_metrics
+from litplug.model import build_model, byte_tokenizer, load_tokenizer, word_tokenizer
+from litplug.module import LitplugModule
+from litplug.tracking import flat_params, make_logger, provenance_tags, tracking_uri
+from litplug.weights import export_hf
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+
+@dataclass
+class Run:
+    """A validated, ready-to-train run; nothing on disk has been created for it yet."""
+
+    cfg: DictConfig
+    config_path: str | None
+    pm: pluggy.PluginManager
+    plugins: dict[str, Any]
+    records: dict[str, plugins_mod.PluginRecord]
+    tokenizer: PreTrainedTokenizerBase
+    sources: list[SourceSpec]
+    datamodule: LitplugDataModule
+    run_dir: Path
+    results: dict[str, Any] = field(default_factory=dict)
+    module: LitplugModule | None = None  # the trained module, once train() has run
+
+    @property
+    def last_checkpoint(self) -> Path:
+        return self.run_dir / "checkpoints" / "last.ckpt"
+
+    @property
+    def export_dir(self) -> Path:
+        return self.run_dir / "export"
+
+
+def load_plugins(cfg: DictConfig) -> tuple[pluggy.PluginManager, dict[str, Any], dict[str, plugins_mod.PluginRecord]]:
+    """Import, validate and register exactly the plugins the config names."""
+    records = plugins_mod.load_plugin_classes(config_mod.active_plugin_names(cfg))
+    plugins_mod.check_order(records)
+    instances = {}
+    for name, record in records.items():
+        plugin_cfg = config_mod.validate_plugin_config(cfg, name, getattr(record.obj, "config_class", None))
+        instances[name] = plugins_mod.instantiate(record, plugin_cfg)
+    pm = plugins_mod.new_manager()
+    plugins_mod.register_all(pm, instances)
+    return pm, instances, records
+
+
+def make_tokenizer(cfg: DictConfig) -> PreTrainedTokenizerBase:
+    """``byte``, ``task`` (the union of the task sources' vocabularies), a local path, or ``auto``
+    (task vocabulary when every source is a synthetic task, bytes otherwise)."""
+    choice = cfg.data.tokenizer
+    all_tasks = all(s.task for s in cfg.data.sources)
+    if choice == "auto":
+        choice = "task" if all_tasks else "byte"
+    if choice == "byte":
+        return byte_tokenizer()
+    if choice == "task":
+        if not all_tasks:
+            raise ConfigError("data.tokenizer is 'task' but some sources are files; use 'byte' or a tokenizer path.")
+        words: list[str] = []
+        for i, s in enumerate(cfg.data.sources):
+            try:
+                words += get_task(s.task, dict(s.params)).vocab()
+            except TaskError as exc:
+                raise DataError(f"data.sources.{i}: {exc}") from None
+        return word_tokenizer(words)
+    return load_tokenizer(choice)
+
+
+def check_output_dir(cfg: DictConfig) -> Path:
+    """The runs folder exists (or can be made) and is writable; returns this run's folder."""
+    root = Path(cfg.run.output_dir)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=root):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"run.output_dir '{root}' is not writable ({exc.strerror or exc}). "
+                          "Choose another directory with run.output_dir=PATH.") from None
+    return root / cfg.run.name
+
+
+def setup(config_path: str | None, overrides: list[str] | tuple[str, ...] = ()) -> Run:
+    """Validate everything and prepare the data; touches only the data cache."""
+    cfg = config_mod.load_config(config_path, overrides)
+    check_eval_config(cfg)
+    pm, instances, records = load_plugins(cfg)
+    run_dir = check_output_dir(cfg)
+    L.seed_everything(cfg.run.seed, workers=True, verbose=False)
+    tokenizer = make_tokenizer(cfg)
+    pm.hook.configure_tokenizer(tokenizer=tokenizer, config=cfg)
+    sources = source_specs(cfg)
+    pm.hook.data_sources(sources=sources, config=cfg)
+    if not sources or sum(s.weight for s in sources) <= 0:
+        raise DataError("After the plugins' data_sources hooks no source has a positive weight.")
+    cache = Path(cfg.data.cache_dir) if cfg.data.cache_dir else Path(cfg.run.output_dir) / ".cache"
+    datamodule = LitplugDataModule(cfg, tokenizer, sources, cache)
+    datamodule.prepare()
+    return Run(cfg, config_path, pm, instances, records, tokenizer, sources, datamodule, run_dir)
+
+
+def _claim_run_dir(run: Run) -> bool:
+    """Create or reuse the run folder; True when resuming from its last checkpoint."""
+    if run.cfg.run.resume and run.last_checkpoint.is_file():
+        return True
+    if run.run_dir.exists() and any(run.run_dir.iterdir()) and rank_zero_only.rank == 0:
+        if (run.run_dir / "checkpoints").exists() or run.export_dir.exists():
+            raise ConfigError(
+                f"Run directory '{run.run_dir}' already holds a run"
+                + ("" if run.cfg.run.resume else " and run.resume is false")
+                + ". Choose another run.name, or delete the directory to start over."
+            )
+    run.run_dir.mkdir(parents=True, exist_ok=True)
+    return False
+
+
+class _ProgressPrinter(Callback):
+    """One line per logging interval, so a terminal user sees the run move without a progress bar."""
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        step = trainer.global_step
+        if step % max(1, trainer.log_every_n_steps) == 0 or step == trainer.max_steps:
+            metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("train/")}
+            shown = " ".join(f"{k[6:]}={v:.4g}" for k, v in sorted(metrics.items()))
+            rank_zero_only(print)(f"step {step}/{trainer.max_steps} {shown}", flush=True)
+
+
+def _run_id_file(run: Run) -> Path:
+    return run.run_dir / "mlflow_run.json"
+
+
+def build_module(run: Run) -> LitplugModule:
+    model = build_model(run.cfg.model, run.tokenizer)
+    aux: dict[str, torch.nn.Module] = {}
+    for result in run.pm.hook.configure_model(model=model, tokenizer=run.tokenizer, config=run.cfg):
+        for name, module in (result or {}).items():
+            if name in aux:
+                raise ConfigError(f"Two plugins register an auxiliary module named '{name}'.")
+            aux[name] = module
+    return LitplugModule(run.cfg, model, run.tokenizer, run.pm, aux)
+
+
+def train(run: Run) -> dict[str, Any]:
+    """Fit, export, evaluate, record. Returns the final metrics."""
+    cfg = run.cfg
+    resuming = _claim_run_dir(run)
+    module = run.module = build_module(run)
+    logger = None
+    if cfg.tracking.enabled:
+        previous = json.loads(_run_id_file(run).read_text())["run_id"] if _run_id_file(run).is_file() else None
+        dists = {n: (r.distribution, r.version) for n, r in run.records.items()}
+        logger = make_logger(cfg, provenance_tags(dists, run.config_path), previous)
+    t = cfg.trainer
+    callbacks: list[Callback] = [
+        ModelCheckpoint(dirpath=run.run_dir / "checkpoints", every_n_train_steps=t.checkpoint_every_n_steps,
+                        save_last=True, save_top_k=-1 if t.keep_checkpoints else 0, filename="{step}",
+                        enable_version_counter=False),
+        _ProgressPrinter(),
+    ]
+    for extra in run.pm.hook.callbacks(config=cfg):
+        callbacks += list(extra or [])
+    trainer = L.Trainer(
+        max_steps=t.max_steps, accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes,
+        strategy=t.strategy, precision=t.precision, gradient_clip_val=t.gradient_clip_val,
+        accumulate_grad_batches=t.accumulate_grad_batches, log_every_n_steps=t.log_every_n_steps,
+        val_check_interval=t.val_check_interval or t.max_steps, check_val_every_n_epoch=None,
+        limit_val_batches=t.limit_val_batches, num_sanity_val_steps=0, logger=logger or False,
+        callbacks=callbacks, deterministic=t.deterministic, enable_progress_bar=False,
+        enable_model_summary=False, default_root_dir=run.run_dir, use_distributed_sampler=False,
+    )
+    if logger is not None and rank_zero_only.rank == 0 and not resuming:
+        logger.log_hyperparams(flat_params(cfg))
+        _run_id_file(run).write_text(json.dumps({"run_id": logger.run_id, "tracking_uri": tracking_uri(cfg)}))
+        (run.run_dir / "config.yaml").write_text(config_mod.to_yaml(cfg))
+        logger.experiment.log_artifact(logger.run_id, str(run.run_dir / "config.yaml"))
+    trainer.fit(module, datamodule=run.datamodule, ckpt_path=str(run.last_checkpoint) if resuming else None,
+                weights_only=False)
+    if trainer.global_rank != 0:
+        return {}
+    return finish(run, trainer, module, logger)
+
+
+def finish(run: Run, trainer: L.Trainer, module: LitplugModule, logger: Any) -> dict[str, Any]:
+    """Export the HF model, evaluate prompt/answer tasks, write results and log artifacts."""
+    model = module.model
+    run.pm.hook.export_model(model=model, tokenizer=run.tokenizer, config=run.cfg)
+    export_hf(model, run.tokenizer, run.export_dir)
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    eval_results = evaluate_all(model, run.tokenizer, run.pm, run.sources, run.cfg)
+    metrics.update(flat_metrics(eval_results))
+    results = {"metrics": metrics, "eval": eval_results, "export_dir": str(run.export_dir.resolve()),
+               "global_step": trainer.global_step}
+    (run.run_dir / "results.json").write_text(json.dumps(results, indent=2))
+    if logger is not None:
+        client, run_id = logger.experiment, logger.run_id
+        for key, value in flat_metrics(eval_results).items():
+            client.log_metric(run_id, key, value, step=trainer.global_step)
+        client.log_artifact(run_id, str(run.run_dir / "results.json"))
+        if run.cfg.tracking.log_model:
+            client.log_artifacts(run_id, str(run.export_dir), artifact_path="model")
+        logger.finalize("success")
+        results["mlflow_run_id"] = run_id
+    run.results = results
+    return results
+
+
+def summary(run: Run) -> str:
+    """What a user wants to read when the run ends."""
+    r = run.results
+    lines = [f"Run '{run.cfg.run.name}' finished at step {r.get('global_step')}."]
+    for key, value in sorted(r.get("metrics", {}).items()):
+        if key.startswith(("val/", "eval/")) or key == "train/loss":
+            lines.append(f"  {key} = {value:.4f}")
+    lines.append(f"Exported model (plain HF, safetensors): {r.get('export_dir')}")
+    if run.cfg.tracking.enabled:
+        uri = tracking_uri(run.cfg)
+        lines.append(f"MLflow run {r.get('mlflow_run_id')} in {uri}")
+        lines.append(f"Open the UI:  mlflow ui --backend-store-uri {uri}")
+    return "\n".join(lines)
+
+
+def remove_failed_run_dir(run_dir: Path, existed_before: bool) -> None:
+    """Undo a run directory this invocation created if it failed before any checkpoint."""
+    if not existed_before and run_dir.exists() and not (run_dir / "checkpoints").exists():
+        shutil.rmtree(run_dir, ignore_errors=True)
+

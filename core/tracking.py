@@ -1,0 +1,66 @@
+"""MLflow through Lightning's logger: where runs go, and the provenance every run records."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch.loggers import MLFlowLogger
+from omegaconf import DictConfig, OmegaConf
+
+import litplug
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+
+def tracking_uri(cfg: DictConfig) -> str:
+    """``tracking.uri``, or a sqlite file beside the runs (MLflow refuses the old ./mlruns store)."""
+    if cfg.tracking.uri:
+        return str(cfg.tracking.uri)
+    return f"sqlite:///{Path(cfg.run.output_dir).resolve() / 'mlflow.db'}"
+
+
+def git_revision() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def provenance_tags(plugins: dict[str, tuple[str | None, str | None]], config_path: str | None) -> dict[str, str]:
+    """Tags: litplug version, each active plugin's distribution and version, git revision."""
+    tags = {"litplug.version": litplug.__version__, "litplug.plugins": ",".join(plugins) or "none"}
+    for name, (dist, version) in plugins.items():
+        tags[f"litplug.plugin.{name}"] = f"{dist or '?'}=={version or '?'}"
+    if config_path:
+        tags["litplug.config_file"] = str(config_path)
+    revision = git_revision()
+    if revision:
+        tags["git.revision"] = revision
+    return tags
+
+
+def make_logger(cfg: DictConfig, tags: dict[str, str], run_id: str | None) -> MLFlowLogger:
+    return MLFlowLogger(experiment_name=cfg.tracking.experiment, run_name=cfg.run.name, tracking_uri=tracking_uri(cfg),
+                        tags=tags, run_id=run_id, save_dir=None)
+
+
+def flat_params(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved config as MLflow params (dotted keys)."""
+    out: dict[str, Any] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, f"{prefix}.{key}" if prefix else str(key))
+        elif isinstance(node, list) and any(isinstance(v, dict) for v in node):
+            for i, value in enumerate(node):
+                walk(value, f"{prefix}.{i}")
+        else:
+            out[prefix] = node
+
+    walk(OmegaConf.to_container(cfg, resolve=True), "")
+    return out
