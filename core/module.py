@@ -29,8 +29,8 @@ class LitplugModule(L.LightningModule):
         self.tokenizer = tokenizer
         self.pm = pm
         self.aux = torch.nn.ModuleDict(aux or {})
-        self._tokens_seen = 0
         self._step_started = 0.0
+        self.source_counts: dict[str, int] = {}  # training rows drawn per source (checkpointed)
 
     # -- the forward pass every loss hook shares --------------------------------------------------
     def hidden_states(self, input_ids: torch.Tensor) -> torch.Tensor:
@@ -69,10 +69,30 @@ class LitplugModule(L.LightningModule):
                 f"({', '.join(f'{n}={terms[n].item()}' for n in bad)}). The last good checkpoint is kept; "
                 "lower optim.lr or check the plugin that owns the term."
             )
-        self._tokens_seen += int((batch["labels"] != -100).sum())
+        self._log_mixture(batch)
         for name, value in terms.items():
             self.log(f"train/{name}", value.detach(), prog_bar=name == "loss", batch_size=batch["input_ids"].shape[0])
         return terms["loss"]
+
+    def _log_mixture(self, batch: dict[str, torch.Tensor]) -> None:
+        """Realised share of each source so far, and epochs over it (rows drawn / rows it has)."""
+        dm = self.trainer.datamodule if self._trainer is not None else None
+        if "source" not in batch or dm is None or len(dm.train_names) < 2:
+            return
+        counts = torch.bincount(batch["source"].cpu(), minlength=len(dm.train_names)).tolist()
+        for name, n in zip(dm.train_names, counts):
+            self.source_counts[name] = self.source_counts.get(name, 0) + n
+        total = sum(self.source_counts.values())
+        for name, size in zip(dm.train_names, dm.train_sizes()):
+            drawn = self.source_counts.get(name, 0)
+            self.log(f"data/{name}/fraction", drawn / total, batch_size=1)
+            self.log(f"data/{name}/epochs", drawn / size, batch_size=1)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["litplug_source_counts"] = dict(self.source_counts)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.source_counts = dict(checkpoint.get("litplug_source_counts", {}))
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         elapsed = time.perf_counter() - self._step_started

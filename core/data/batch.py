@@ -13,6 +13,7 @@ def to_model_batch(rows: dict[str, torch.Tensor], loss_on: str = "all") -> dict[
 
     ``labels[:, t]`` is the target of position t (the next token), -100 where there is none. The
     answer mask marks targets inside a prompt/answer example's answer (all targets for plain text).
+    Training batches also carry ``source`` [B], the index of the mixture source of each row.
     """
     tokens = rows["tokens"].long()
     input_ids, targets = tokens[:, :-1], tokens[:, 1:]
@@ -23,12 +24,15 @@ def to_model_batch(rows: dict[str, torch.Tensor], loss_on: str = "all") -> dict[
     answer_mask = real_target & (positions >= n_prompt - 1)
     keep = answer_mask if loss_on == "answer" else real_target
     labels = targets.masked_fill(~keep, -100)
-    return {
+    batch = {
         "input_ids": input_ids.contiguous(),
         "labels": labels.contiguous(),
         "attention_mask": (positions < length).long(),
         "answer_mask": answer_mask,
     }
+    if "source" in rows:  # training batches: which mixture source each row came from
+        batch["source"] = rows["source"].long()
+    return batch
 
 
 def collate(samples: list[dict[str, Any]], loss_on: str = "all") -> dict[str, torch.Tensor]:

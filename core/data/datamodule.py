@@ -22,6 +22,12 @@ from litplug.data.prepare import prepare_split
 from litplug.data.sources import SourceSpec, source_name
 
 
+def tag_source(item: dict[str, Any], index: int) -> dict[str, Any]:
+    """Mark each training sample with its source's index, so the mixture can be measured."""
+    item["source"] = index
+    return item
+
+
 def source_specs(cfg: DictConfig) -> list[SourceSpec]:
     return [OmegaConf.to_object(s) for s in cfg.data.sources]
 
@@ -35,10 +41,12 @@ class LitplugDataModule(L.LightningDataModule):
         self.sources = sources
         self.cache_root = cache_root
         self.names = [source_name(s) for s in sources]
+        self.train_names = [source_name(s) for s in sources if s.weight > 0]
         self.train_dirs: list[Path] = []
         self.val_dirs: list[Path] = []
         self._train_loader: StreamingDataLoader | None = None
         self._pending_state: dict[str, Any] | None = None
+        self._sizes: list[int] | None = None
 
     def prepare(self) -> None:
         """Tokenise and write every split that is not cached yet (runs before the run dir exists)."""
@@ -47,6 +55,12 @@ class LitplugDataModule(L.LightningDataModule):
         self.train_dirs = [prepare_split(s, "train", **args) for s in self.sources if s.weight > 0]
         self.val_dirs = [prepare_split(s, "validation", **args) for s in self.sources]
 
+    def train_sizes(self) -> list[int]:
+        """Rows in each training source (for epoch counts)."""
+        if self._sizes is None:
+            self._sizes = [len(StreamingDataset(str(p))) for p in self.train_dirs]
+        return self._sizes
+
     def train_weights(self) -> list[float]:
         weights = [s.weight for s in self.sources if s.weight > 0]
         return [w / sum(weights) for w in weights]
@@ -54,7 +68,8 @@ class LitplugDataModule(L.LightningDataModule):
     def train_dataloader(self) -> StreamingDataLoader:
         d = self.cfg.data
         seed = self.cfg.run.seed
-        datasets = [StreamingDataset(str(p), shuffle=d.shuffle, seed=seed + i, drop_last=True)
+        datasets = [StreamingDataset(str(p), shuffle=d.shuffle, seed=seed + i, drop_last=True,
+                                     transform=partial(tag_source, index=i))
                     for i, p in enumerate(self.train_dirs)]
         if len(datasets) == 1:
             dataset: Any = datasets[0]
