@@ -11,6 +11,7 @@ import torch
 from omegaconf import DictConfig
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, get_scheduler
 
+from litplug.data.datamodule import discount_prefetched_batch
 from litplug.errors import RunFailure
 
 
@@ -90,6 +91,7 @@ class LitplugModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["litplug_source_counts"] = dict(self.source_counts)
+        discount_prefetched_batch(checkpoint, self.trainer)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.source_counts = dict(checkpoint.get("litplug_source_counts", {}))

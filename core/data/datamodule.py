@@ -1,9 +1,9 @@
 """The LightningDataModule: prepared litdata shards, streamed and mixed by litdata.
 
 Training streams a weighted mixture of the sources (``CombinedStreamingDataset``); validation keeps
-one loader per source so each source's loss is logged under its own name. The training loader's
-position is part of the checkpoint so a resumed run sees exactly the batches an uninterrupted run
-would have seen.
+one loader per source so each source's loss is logged under its own name. The training loader is a
+stateful ``StreamingDataLoader``: Lightning's fit loop saves its position in the checkpoint and
+restores it on resume; :func:`discount_prefetched_batch` makes that position exact for mixtures.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from litdata import CombinedStreamingDataset, StreamingDataLoader, StreamingDataset
 from omegaconf import DictConfig, OmegaConf
 from transformers import PreTrainedTokenizerBase
@@ -44,8 +45,6 @@ class LitplugDataModule(L.LightningDataModule):
         self.train_names = [source_name(s) for s in sources if s.weight > 0]
         self.train_dirs: list[Path] = []
         self.val_dirs: list[Path] = []
-        self._train_loader: StreamingDataLoader | None = None
-        self._pending_state: dict[str, Any] | None = None
         self._sizes: list[int] | None = None
 
     def prepare(self) -> None:
@@ -78,10 +77,6 @@ class LitplugDataModule(L.LightningDataModule):
                                                iterate_over_all=False)
         loader = StreamingDataLoader(dataset, batch_size=d.batch_size, num_workers=d.num_workers,
                                      collate_fn=partial(collate, loss_on=d.loss_on), drop_last=True)
-        if self._pending_state is not None:
-            loader.load_state_dict(self._pending_state)
-            self._pending_state = None
-        self._train_loader = loader
         return loader
 
     def val_dataloader(self) -> list[StreamingDataLoader]:
@@ -92,8 +87,29 @@ class LitplugDataModule(L.LightningDataModule):
             for p in self.val_dirs
         ]
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"train_loader": self._train_loader.state_dict()} if self._train_loader is not None else {}
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self._pending_state = state_dict.get("train_loader")
+def discount_prefetched_batch(checkpoint: dict[str, Any], trainer: L.Trainer) -> None:
+    """Make a mixture loader's saved position count only the batches training consumed.
+
+    A ``CombinedStreamingDataset`` has no length, so Lightning's fetcher reads one batch ahead to
+    detect the end of the epoch, and the loader state it saves counts that unconsumed batch: a
+    resumed run would skip it. The prefetched batch carries each row's source, so subtract it.
+    (Relies on Lightning's private ``_data_fetcher.batches``; tests/test_resume.py guards this.)
+    """
+    fetcher = getattr(trainer.fit_loop, "_data_fetcher", None)
+    pending = getattr(fetcher, "batches", None)
+    states = checkpoint.get("loops", {}).get("fit_loop", {}).get("state_dict", {}).get("combined_loader")
+    batch = pending[0][0] if pending and isinstance(pending[0], tuple) else (pending or [None])[0]
+    if not isinstance(batch, dict) or not states or "source" not in batch:
+        return
+    state = states[0]
+    yielded = state.get("num_samples_yielded")
+    if not isinstance(yielded, dict) or "dataset" not in state:
+        return  # a single dataset: its length is known, nothing was prefetched
+    unconsumed = torch.bincount(batch["source"].cpu(), minlength=len(state["dataset"])).tolist()
+    for worker, counts in yielded.items():
+        yielded[worker] = [c - u for c, u in zip(counts, unconsumed)]
+    for index, ds_state in state["dataset"].items():
+        ds_state["num_samples_yielded"] -= unconsumed[int(index)]
+        if "sample_in_epoch" in ds_state:
+            ds_state["sample_in_epoch"] -= unconsumed[int(index)]
