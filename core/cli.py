@@ -153,7 +153,10 @@ def build_parser(with_plugin_verbs: bool = False) -> argparse.ArgumentParser:
 
     def with_config(name: str, help_: str, fn: Callable[[argparse.Namespace], int], what: str = "CONFIG") -> None:
         p = sub.add_parser(name, help=help_)
-        p.add_argument("config" if what == "CONFIG" else "target", metavar=what)
+        if what == "CONFIG":  # optional: without it, the embedded defaults
+            p.add_argument("config", metavar=what, nargs="?")
+        else:
+            p.add_argument("target", metavar=what)
         p.add_argument("overrides", nargs="*", metavar="key=value")
         p.set_defaults(func=fn)
         if name == "eval":
@@ -195,6 +198,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not getattr(args, "func", None):
             build_parser().print_help()
             return 2
+        if getattr(args, "config", None) and "=" in args.config and not Path(args.config).exists():
+            args.overrides, args.config = [args.config, *args.overrides], None  # only overrides given
         return int(args.func(args) or 0)
     except LitplugError as exc:
         print(f"litplug: error: {exc}", file=sys.stderr)

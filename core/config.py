@@ -322,7 +322,7 @@ def validate_plugin_config(cfg: DictConfig, name: str, config_class: type | None
     except (ValueError, TypeError) as exc:  # raised by the plugin's own __post_init__ checks
         raise ConfigError(f"Config of plugin '{name}' (plugins.{name}) is invalid: {exc}") from None
     with _open_struct(cfg):
-        cfg.plugins[name] = OmegaConf.merge(merged, {PLUGIN_ENABLED_KEY: True})
+        cfg.plugins[name] = OmegaConf.to_container(merged, resolve=True)
     return instance
 
 

@@ -221,6 +221,8 @@ def finish(run: Run, trainer: L.Trainer, module: LitplugModule, logger: Any) -> 
     metrics.update(flat_metrics(eval_results))
     results = {"metrics": metrics, "eval": eval_results, "export_dir": str(run.export_dir.resolve()),
                "global_step": trainer.global_step}
+    if logger is not None:
+        results["mlflow_run_id"] = logger.run_id
     (run.run_dir / "results.json").write_text(json.dumps(results, indent=2))
     if logger is not None:
         client, run_id = logger.experiment, logger.run_id
@@ -230,7 +232,6 @@ def finish(run: Run, trainer: L.Trainer, module: LitplugModule, logger: Any) -> 
         if run.cfg.tracking.log_model:
             client.log_artifacts(run_id, str(run.export_dir), artifact_path="model")
         logger.finalize("success")
-        results["mlflow_run_id"] = run_id
     run.results = results
     return results
 

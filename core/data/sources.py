@@ -56,7 +56,7 @@ def fingerprint(spec: SourceSpec) -> str:
     """Changes when a file source's content may have changed (size and mtime), for the data cache."""
     if not spec.path:
         return ""
-    fs, path = fsspec.core.url_to_fs(spec.path)
+    fs, path = _existing(spec)
     info = fs.info(path)
     return f"{info.get('size')}-{info.get('mtime') or info.get('LastModified') or info.get('ETag')}"
 
@@ -71,11 +71,15 @@ def _file_split(example: Example, fraction: float) -> str:
     return "held_out" if int.from_bytes(digest[:8], "big") / 2**64 < fraction else "train"
 
 
-def _read_file(spec: SourceSpec) -> Iterator[Example]:
-    path = str(spec.path)
-    fs, fs_path = fsspec.core.url_to_fs(path)
+def _existing(spec: SourceSpec) -> tuple[fsspec.AbstractFileSystem, str]:
+    fs, fs_path = fsspec.core.url_to_fs(str(spec.path))
     if not fs.exists(fs_path):
-        raise DataError(f"data source '{source_name(spec)}': file '{path}' does not exist.")
+        raise DataError(f"data source '{source_name(spec)}': file '{spec.path}' does not exist.")
+    return fs, fs_path
+
+
+def _read_file(spec: SourceSpec) -> Iterator[Example]:
+    fs, fs_path = _existing(spec)
     files = sorted(fs.find(fs_path)) if fs.isdir(fs_path) else [fs_path]
     for file in files:
         suffix = Path(file).suffix.lower()

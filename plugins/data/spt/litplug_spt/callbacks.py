@@ -1,0 +1,165 @@
+"""Lightning callbacks of the SPT plugin: what the paper measures, and the finetuning stage's
+"keep the best checkpoint, never a later one"."""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from litdata import StreamingDataLoader, StreamingDataset
+from omegaconf import DictConfig
+
+from litplug.data.batch import collate
+from litplug.data.prepare import prepare_split
+from litplug.data.sources import SourceSpec, source_name
+from litplug.weights import export_hf
+
+from litplug_spt.config import SPTConfig
+
+EPOCHS_METRIC = "spt/domain_epochs"
+TOKENS_METRIC = "spt/tokens"
+BEST_STEP_METRIC = "spt/best_step"
+BEST_LOSS_METRIC = "spt/best_val_loss"
+
+
+def val_loss_key(domain: str) -> str:
+    """The core's held-out (validation split) loss of a source: the early-stopping monitor."""
+    return f"val/{domain}/loss"
+
+
+def train_split_loss_key(domain: str) -> str:
+    """Loss on the domain's training split: the scaling law's L_train."""
+    return f"val/{domain}/train_split_loss"
+
+
+def test_loss_key(source: str) -> str:
+    return f"test/{source}/loss"
+
+
+def run_dir(config: DictConfig) -> Path:
+    return Path(config.run.output_dir) / config.run.name
+
+
+@torch.no_grad()
+def split_loss(module: L.LightningModule, directory: Path, batch_size: int, loss_on: str,
+               max_batches: int | None = None) -> float:
+    """Mean LM loss over a prepared split, each batch weighted by its rows (as the core's val loss)."""
+    loader = StreamingDataLoader(StreamingDataset(str(directory), shuffle=False), batch_size=batch_size,
+                                 num_workers=0, collate_fn=partial(collate, loss_on=loss_on))
+    was_training = module.training
+    module.eval()
+    total, rows = 0.0, 0
+    for i, batch in enumerate(loader):
+        if max_batches is not None and i >= max_batches:
+            break
+        batch = {k: v.to(module.device) for k, v in batch.items()}
+        n = batch["input_ids"].shape[0]
+        total += float(module.compute_losses(batch, "validate")["lm"]) * n
+        rows += n
+    module.train(was_training)
+    return total / max(rows, 1)
+
+
+class SPTMonitor(Callback):
+    """Logs the paper's quantities and keeps the finetuning stage's best weights.
+
+    - ``spt/tokens`` T and ``spt/domain_epochs`` E = T * delta / |D| (|D| = domain training tokens) on
+      every step; the core logs the realised ``data/<source>/fraction`` and ``epochs`` beside them.
+    - ``val/<domain>/train_split_loss`` at every validation: the domain loss on data it trains on,
+      the scaling law's L_train (``val/<domain>/loss`` on held-out data is L_test).
+    - plain HF snapshots at ``snapshot_steps`` (to finetune from intermediate pretraining points).
+    - at the end: with ``best`` (early stopping), the best checkpoint's weights are loaded back, so
+      the exported model is the minimum-held-out-loss one; then ``test/<source>/loss`` per source.
+    """
+
+    def __init__(self, spt: SPTConfig, config: DictConfig, best: ModelCheckpoint | None = None) -> None:
+        self.spt = spt
+        self.config = config
+        self.best = best
+        self._domain_train_dir: Path | None = None
+        self._domain_rows = 0
+        self._rows_per_step = 0
+        self._snapshots_done: set[int] = set()
+
+    # -- setup ------------------------------------------------------------------------------------
+    def _prepare(self, dm: Any, spec: SourceSpec, split: str) -> Path:
+        d = self.config.data
+        return prepare_split(spec, split, tokenizer=dm.tokenizer, seq_len=d.seq_len, seed=d.seed,
+                             cache_root=dm.cache_root)
+
+    def _domain_spec(self, dm: Any) -> SourceSpec:
+        return next(s for s in dm.sources if source_name(s) == self.spt.domain)
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        dm = trainer.datamodule
+        self._domain_train_dir = self._prepare(dm, self._domain_spec(dm), "train")
+        self._domain_rows = len(StreamingDataset(str(self._domain_train_dir)))
+        t = self.config.trainer
+        self._rows_per_step = self.config.data.batch_size * t.accumulate_grad_batches * trainer.world_size
+
+    # -- training ---------------------------------------------------------------------------------
+    def domain_epochs(self, step: int) -> float:
+        """E = T * delta / |D|, both in tokens (every row is seq_len input tokens)."""
+        return step * self._rows_per_step * self.spt.delta / self._domain_rows
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        step = trainer.global_step
+        pl_module.log(TOKENS_METRIC, float(step * self._rows_per_step * self.config.data.seq_len), batch_size=1)
+        pl_module.log(EPOCHS_METRIC, self.domain_epochs(step), batch_size=1)
+        if step in self.spt.snapshot_steps and step not in self._snapshots_done:
+            self._snapshots_done.add(step)
+            if trainer.is_global_zero:
+                export_hf(pl_module.model, trainer.datamodule.tokenizer,
+                          run_dir(self.config) / "snapshots" / f"step={step}")
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or self._domain_train_dir is None:
+            return
+        limit = trainer.limit_val_batches if isinstance(trainer.limit_val_batches, int) else None
+        loss = split_loss(pl_module, self._domain_train_dir, self.config.data.batch_size, self.config.data.loss_on,
+                          limit)
+        pl_module.log(train_split_loss_key(self.spt.domain), loss, batch_size=1)
+
+    # -- end --------------------------------------------------------------------------------------
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        final: dict[str, float] = {}
+        if self.best is not None:
+            final.update(restore_best(self.best, pl_module))
+        if self.spt.test_loss:
+            dm = trainer.datamodule
+            for spec in dm.sources:
+                directory = self._prepare(dm, spec, "test")
+                final[test_loss_key(source_name(spec))] = split_loss(
+                    pl_module, directory, self.config.data.batch_size, self.config.data.loss_on)
+        for key, value in final.items():
+            trainer.callback_metrics[key] = torch.tensor(value)
+        if trainer.logger is not None and final:
+            trainer.logger.log_metrics(final, step=trainer.global_step)
+
+
+def restore_best(best: ModelCheckpoint, module: L.LightningModule) -> dict[str, float]:
+    """Load the minimum-loss checkpoint's weights into ``module``; its step and loss as metrics."""
+    if not best.best_model_path:
+        return {}
+    checkpoint = torch.load(best.best_model_path, map_location=module.device, weights_only=True)
+    module.load_state_dict(checkpoint["state_dict"])
+    out = {BEST_STEP_METRIC: float(checkpoint["global_step"])}
+    if best.best_model_score is not None:
+        out[BEST_LOSS_METRIC] = float(best.best_model_score)
+    return out
+
+
+def early_stopping_callbacks(spt: SPTConfig, config: DictConfig) -> tuple[EarlyStopping, ModelCheckpoint]:
+    """Lightning's EarlyStopping and a best-only ModelCheckpoint, both on the domain's held-out loss."""
+    monitor = val_loss_key(spt.domain)
+    stopper = EarlyStopping(monitor=monitor, mode="min", patience=spt.patience, min_delta=spt.min_delta,
+                            check_on_train_epoch_end=False, strict=True)
+    best = ModelCheckpoint(dirpath=run_dir(config) / "checkpoints", filename="best", monitor=monitor, mode="min",
+                           save_top_k=1, save_last=False, auto_insert_metric_name=False,
+                           enable_version_counter=False, save_on_train_epoch_end=False)
+    return stopper, best

@@ -1,0 +1,1 @@
+"""litplug-xformers: xformers' memory-efficient attention on CUDA, PyTorch SDPA elsewhere."""

@@ -1,0 +1,45 @@
+"""The litplug plugin: a training callback that keeps early checkpoints, and the ``wise-ft`` merge."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from lightning.pytorch import Callback
+from omegaconf import DictConfig
+
+from litplug import hookimpl
+from litplug.errors import ConfigError
+
+from litplug_wise_ft.config import WiseFTConfig
+from litplug_wise_ft.keeper import EarlyCheckpointKeeper
+
+
+class WiseFTPlugin:
+    """WiSE-FT (arXiv 2504.10478): no loss or model change; it only acts on checkpoints."""
+
+    config_class = WiseFTConfig
+    litplug_requires = ">=0.1,<0.2"
+
+    def __init__(self, config: WiseFTConfig) -> None:
+        self.config = config
+
+    @hookimpl
+    def callbacks(self, config: DictConfig) -> list[Callback] | None:
+        c = self.config
+        late = [s for s in c.keep_steps if s > config.trainer.max_steps]
+        if late:
+            raise ConfigError(f"plugins.wise_ft.keep_steps has step(s) {late} after the last step "
+                              f"(trainer.max_steps={config.trainer.max_steps}); they would never be kept.")
+        if not c.keep_steps and not c.score_every_n_steps:
+            print("wise_ft: neither keep_steps nor score_every_n_steps is set, so no early checkpoint is kept.",
+                  flush=True)
+            return None
+        run_dir = Path(config.run.output_dir) / config.run.name
+        return [EarlyCheckpointKeeper(c, run_dir)]
+
+    @hookimpl
+    def merge_methods(self) -> dict[str, Callable[[list[str]], int]]:
+        from litplug_wise_ft.cli import main
+
+        return {"wise-ft": main}

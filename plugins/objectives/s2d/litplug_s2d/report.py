@@ -1,0 +1,117 @@
+"""The quantization report: what S2D is meant to change, measured on one model.
+
+Per linear layer: the top singular values and their share of the spectrum, and the activation outlier
+ratio max|a| / std(a) of its output and of its input (the tensor W4A4 quantises), over validation tokens.
+Per setting (full precision, then each simulated WxAy): the validation LM loss of every source and, for
+prompt/answer sources, exact-match accuracy of greedy answers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from litplug.evaluate import evaluate_all
+from litplug.module import LitplugModule
+from litplug_s2d.layers import out_in_weight
+from litplug_s2d.quant import QuantSpec, simulated
+
+Batches = dict[str, list[dict[str, torch.Tensor]]]  # validation batches by source name
+
+
+def spectra(layers: dict[str, torch.nn.Module], top: int) -> dict[str, dict[str, Any]]:
+    """Top singular values of each layer and their share of sum(sigma) (the sigma_mass rule's quantity)."""
+    out = {}
+    for name, layer in layers.items():
+        sigma = torch.linalg.svdvals(out_in_weight(layer).detach().float())
+        out[name] = {"sigma": sigma[:top].tolist(), "top_share": float(sigma[:top].sum() / sigma.sum())}
+    return out
+
+
+class _Moments:
+    """Running max|a|, mean and std of a stream of activation rows (float64, so sums stay exact enough)."""
+
+    def __init__(self) -> None:
+        self.n, self.total, self.squares, self.max_abs = 0, 0.0, 0.0, 0.0
+
+    def add(self, rows: torch.Tensor) -> None:
+        rows = rows.double()
+        self.n += rows.numel()
+        self.total += float(rows.sum())
+        self.squares += float(rows.square().sum())
+        self.max_abs = max(self.max_abs, float(rows.abs().max())) if rows.numel() else self.max_abs
+
+    def stats(self) -> dict[str, float]:
+        mean = self.total / max(self.n, 1)
+        std = max(self.squares / max(self.n, 1) - mean**2, 0.0) ** 0.5
+        return {"max_abs": self.max_abs, "std": std, "outlier_ratio": self.max_abs / std if std > 0 else 0.0}
+
+
+@torch.no_grad()
+def activation_stats(model: torch.nn.Module, layers: dict[str, torch.nn.Module], batches: Batches) -> dict[str, Any]:
+    """Outlier statistics of every layer's output and input over the real (non-padding) tokens."""
+    outputs = {name: _Moments() for name in layers}
+    inputs = {name: _Moments() for name in layers}
+    real: list[torch.Tensor] = []
+
+    def hook(name: str) -> Callable[..., None]:
+        def record(module: torch.nn.Module, args: tuple[Any, ...], output: torch.Tensor) -> None:
+            keep = real[0].to(output.device)
+            inputs[name].add(args[0].reshape(-1, args[0].shape[-1])[keep])
+            outputs[name].add(output.reshape(-1, output.shape[-1])[keep])
+        return record
+
+    handles = [layer.register_forward_hook(hook(name)) for name, layer in layers.items()]
+    try:
+        for source_batches in batches.values():
+            for batch in source_batches:
+                real[:] = [batch["attention_mask"].reshape(-1).bool()]
+                model.base_model(input_ids=batch["input_ids"].to(model.device))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return {name: {"output": outputs[name].stats(), "input": inputs[name].stats()} for name in layers}
+
+
+@torch.no_grad()
+def task_metrics(module: LitplugModule, run: Any, batches: Batches, generate: bool) -> dict[str, float]:
+    """``<source>/val_loss`` (mean LM loss over the given batches) and ``<source>/exact_match``."""
+    metrics = {}
+    for source, source_batches in batches.items():
+        losses = [float(module.compute_losses({k: v.to(module.device) for k, v in b.items()}, "validate")["lm"])
+                  for b in source_batches]
+        metrics[f"{source}/val_loss"] = sum(losses) / len(losses)
+    if generate:
+        for source, result in evaluate_all(module.model, run.tokenizer, run.pm, run.sources, run.cfg).items():
+            metrics[f"{source}/exact_match"] = float(result["exact_match"])
+    return metrics
+
+
+def summarise(layer_spectra: dict[str, Any], stats: dict[str, Any]) -> dict[str, float]:
+    """Model-level numbers: the largest and mean sigma_max, and the largest and mean outlier ratios."""
+    sigma_max = [s["sigma"][0] for s in layer_spectra.values()]
+    out_ratio = [s["output"]["outlier_ratio"] for s in stats.values()]
+    in_ratio = [s["input"]["outlier_ratio"] for s in stats.values()]
+    return {
+        "sigma_max": max(sigma_max), "sigma_max_mean": sum(sigma_max) / len(sigma_max),
+        "outlier_ratio_max": max(out_ratio), "outlier_ratio_mean": sum(out_ratio) / len(out_ratio),
+        "input_outlier_ratio_max": max(in_ratio), "input_outlier_ratio_mean": sum(in_ratio) / len(in_ratio),
+        "activation_max_abs": max(s["output"]["max_abs"] for s in stats.values()),
+    }
+
+
+def build_report(module: LitplugModule, run: Any, layers: dict[str, torch.nn.Module], batches: Batches,
+                 specs: list[QuantSpec], top: int = 3, generate: bool = True) -> dict[str, Any]:
+    """The whole report as a JSON-able dict: ``summary``, ``metrics`` by setting, ``layers``."""
+    module.eval()
+    layer_spectra = spectra(layers, top)
+    stats = activation_stats(module.model, layers, batches)
+    metrics = {"fp": task_metrics(module, run, batches, generate)}
+    for spec in specs:
+        with simulated(layers, spec):
+            metrics[spec.name] = task_metrics(module, run, batches, generate)
+    per_layer = {name: {**layer_spectra[name], "output": stats[name]["output"], "input": stats[name]["input"]}
+                 for name in layers}
+    return {"summary": summarise(layer_spectra, stats), "metrics": metrics, "layers": per_layer}
