@@ -9,6 +9,7 @@ from pathlib import Path
 
 from litplug.testing import TINY_OVERRIDES
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
 LITPLUG = [sys.executable, "-m", "litplug.cli"]
 
 

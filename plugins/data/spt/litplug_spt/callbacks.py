@@ -10,6 +10,7 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from lightning.pytorch.utilities import rank_zero_warn
 from litdata import StreamingDataLoader, StreamingDataset
 from omegaconf import DictConfig
 
@@ -17,27 +18,18 @@ from litplug.data.batch import collate
 from litplug.data.prepare import prepare_split
 from litplug.data.sources import SourceSpec, source_name
 from litplug.weights import export_hf
-
 from litplug_spt.config import SPTConfig
-
-EPOCHS_METRIC = "spt/domain_epochs"
-TOKENS_METRIC = "spt/tokens"
-BEST_STEP_METRIC = "spt/best_step"
-BEST_LOSS_METRIC = "spt/best_val_loss"
-
-
-def val_loss_key(domain: str) -> str:
-    """The core's held-out (validation split) loss of a source: the early-stopping monitor."""
-    return f"val/{domain}/loss"
-
-
-def train_split_loss_key(domain: str) -> str:
-    """Loss on the domain's training split: the scaling law's L_train."""
-    return f"val/{domain}/train_split_loss"
-
-
-def test_loss_key(source: str) -> str:
-    return f"test/{source}/loss"
+from litplug_spt.mixture import distinct_rows, rows_per_step
+from litplug_spt.names import (
+    BEST_LOSS_METRIC,
+    BEST_STEP_METRIC,
+    EPOCHS_METRIC,
+    REALISED_EPOCHS_METRIC,
+    TOKENS_METRIC,
+    test_loss_key,
+    train_split_loss_key,
+    val_loss_key,
+)
 
 
 def run_dir(config: DictConfig) -> Path:
@@ -96,26 +88,37 @@ class SPTMonitor(Callback):
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         dm = trainer.datamodule
-        self._domain_train_dir = self._prepare(dm, self._domain_spec(dm), "train")
-        self._domain_rows = len(StreamingDataset(str(self._domain_train_dir)))
-        t = self.config.trainer
-        self._rows_per_step = self.config.data.batch_size * t.accumulate_grad_batches * trainer.world_size
+        d = self.config.data
+        spec = self._domain_spec(dm)
+        self._domain_train_dir = self._prepare(dm, spec, "train")
+        split_rows = len(StreamingDataset(str(self._domain_train_dir)))
+        self._domain_rows = distinct_rows(spec, split_rows, dm.tokenizer, d.seq_len, d.seed)
+        self._rows_per_step = rows_per_step(self.config, trainer.world_size)
+        warn_sources_running_out(dm, self.config.trainer.max_steps * self._rows_per_step)
 
     # -- training ---------------------------------------------------------------------------------
     def domain_epochs(self, step: int) -> float:
-        """E = T * delta / |D|, both in tokens (every row is seq_len input tokens)."""
+        """E = T * delta / |D|, both counted in stored rows of seq_len + 1 tokens."""
         return step * self._rows_per_step * self.spt.delta / self._domain_rows
+
+    def realised_domain_epochs(self, pl_module: L.LightningModule, step: int) -> float:
+        """Domain rows actually drawn (the core's per-source counts) over |D|."""
+        counts = getattr(pl_module, "source_counts", {})
+        drawn = counts.get(self.spt.domain) if len(counts) > 1 else None
+        if drawn is None:  # one training source: every row is from it (delta = 1) or none is (delta = 0)
+            drawn = step * self._rows_per_step * (1.0 if self.spt.delta == 1.0 else 0.0)
+        return drawn / self._domain_rows
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
         step = trainer.global_step
         pl_module.log(TOKENS_METRIC, float(step * self._rows_per_step * self.config.data.seq_len), batch_size=1)
         pl_module.log(EPOCHS_METRIC, self.domain_epochs(step), batch_size=1)
+        pl_module.log(REALISED_EPOCHS_METRIC, self.realised_domain_epochs(pl_module, step), batch_size=1)
         if step in self.spt.snapshot_steps and step not in self._snapshots_done:
             self._snapshots_done.add(step)
             if trainer.is_global_zero:
-                export_hf(pl_module.model, trainer.datamodule.tokenizer,
-                          run_dir(self.config) / "snapshots" / f"step={step}")
+                export_hf(pl_module.model, dm_tokenizer(trainer), run_dir(self.config) / "snapshots" / f"step={step}")
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or self._domain_train_dir is None:
@@ -140,6 +143,21 @@ class SPTMonitor(Callback):
             trainer.callback_metrics[key] = torch.tensor(value)
         if trainer.logger is not None and final:
             trainer.logger.log_metrics(final, step=trainer.global_step)
+
+
+def dm_tokenizer(trainer: L.Trainer) -> Any:
+    return trainer.datamodule.tokenizer
+
+
+def warn_sources_running_out(dm: Any, rows_in_run: int) -> None:
+    """litdata restarts the whole mixture, with the same draws, when a source runs out: say so."""
+    for name, size, weight in zip(dm.train_names, dm.train_sizes(), dm.train_weights()):
+        needed = rows_in_run * weight
+        if needed > size:
+            rank_zero_warn(f"litplug-spt: training source '{name}' has {size} rows but the run draws about "
+                           f"{needed:.0f} from it, so it runs out and litdata restarts the mixture with the same "
+                           "sequence of source draws each time (the realised fraction then stops converging "
+                           "to its weight). Give that source more training data (num_train) if you can.")
 
 
 def restore_best(best: ModelCheckpoint, module: L.LightningModule) -> dict[str, float]:

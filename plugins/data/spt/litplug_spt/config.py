@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 class SPTConfig:
     delta: float = 0.05  # share of training sequences drawn from the domain source (0 = standard pretraining)
     domain: str = "domain"  # name of the domain source in data.sources; every other source is "general"
-    domain_pool_once: bool = True  # `domain` task: its train split holds each pool document once [U]
+    domain_covers_run: bool = True  # `domain` task: lengthen its (cycled) train split to last the whole run
     early_stopping: bool = False  # stop on val/<domain>/loss and export the best checkpoint (finetuning)
     patience: int = 5  # validation checks without improvement before stopping [U]
     min_delta: float = 0.0  # smallest decrease of val/<domain>/loss that counts as an improvement

@@ -1,18 +1,25 @@
 """The SPT mixture: the domain source gets weight delta, the general sources share 1 - delta.
 
-Mixing itself is the core's (litdata ``CombinedStreamingDataset`` draws the source of every training
-sequence from the normalised weights with a seeded RNG, and a source with weight 0 is not trained on
-but still validated). Domain repetition comes from the loader cycling through the domain split.
+Mixing itself is the core's: litdata's ``CombinedStreamingDataset`` draws the source of every
+training sequence from the normalised weights with a seeded RNG, and a source with weight 0 is not
+trained on but still validated. When any source runs out, litdata ends the epoch and restarts the
+mixture *with the same sequence of draws*, so a small domain split would make the domain positions
+repeat with a period of one short epoch. The synthetic ``domain`` task cycles its finite pool of
+documents to fill ``num_train``; the plugin makes that split long enough for the whole run, so the
+domain is repeated (each pass reshuffled) without the mixture ever restarting.
 """
 
 from __future__ import annotations
 
-from omegaconf import DictConfig
+import math
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from transformers import PreTrainedTokenizerBase
 
 from litplug.data.sources import SourceSpec, source_name
 from litplug.data.tasks import TaskError, get_task
 from litplug.errors import ConfigError, DataError
-
 from litplug_spt.config import SPTConfig
 
 
@@ -26,31 +33,77 @@ def find_domain(sources: list[SourceSpec], domain: str) -> int:
     return names.index(domain)
 
 
-def domain_pool_size(spec: SourceSpec) -> int | None:
-    """Distinct training documents of a synthetic ``domain`` task (its finite pool), else None."""
+def domain_task(spec: SourceSpec) -> object | None:
+    """The synthetic ``domain`` task behind a source (it has a finite pool of documents), else None."""
     if spec.task != "domain":
         return None
     try:
-        return int(get_task("domain", dict(spec.params)).num_documents)
+        return get_task("domain", dict(spec.params))
     except TaskError as exc:
         raise DataError(f"data source '{source_name(spec)}': {exc}") from None
 
 
 def check_domain_not_empty(spec: SourceSpec, need_validation: bool) -> None:
-    """An empty domain would train nothing (or stop early on nothing): say which key makes it empty."""
+    """An empty domain would train on nothing (or stop early on nothing): name the key that empties it."""
     name = source_name(spec)
     if spec.task and spec.num_train < 1:
-        raise DataError(f"The SPT domain source '{name}' is empty: its num_train is {spec.num_train}. "
-                        "Give it at least one training example.")
+        raise DataError(f"The SPT domain source '{name}' (data.sources, plugins.spt.domain) is empty: its "
+                        f"num_train is {spec.num_train}. Give it at least one training example.")
     if need_validation and spec.task and spec.num_validation < 1:
         raise DataError(f"plugins.spt.early_stopping needs held-out domain data, but the domain source '{name}' "
                         f"has num_validation = {spec.num_validation}.")
-    if spec.path and not 0.0 < spec.validation_fraction < 1.0 and need_validation:
+    if need_validation and spec.path and not 0.0 < spec.validation_fraction < 1.0:
         raise DataError(f"plugins.spt.early_stopping needs held-out domain data, but the domain source '{name}' "
                         f"has validation_fraction = {spec.validation_fraction}.")
 
 
-def apply_mixture(sources: list[SourceSpec], spt: SPTConfig) -> int:
+def world_size(config: DictConfig) -> int:
+    """Processes that each draw a batch per step (an upper estimate before the Trainer exists)."""
+    t = config.trainer
+    devices = t.devices
+    if isinstance(devices, int) and devices > 0:
+        n = devices
+    elif isinstance(devices, str) and devices.isdigit() and int(devices) > 0:
+        n = int(devices)
+    elif isinstance(devices, (list, tuple)) or hasattr(devices, "__len__") and not isinstance(devices, str):
+        n = len(devices)
+    else:  # "auto" / -1: every visible GPU, or one CPU process
+        n = max(1, torch.cuda.device_count()) if t.accelerator != "cpu" else 1
+    return n * int(t.num_nodes)
+
+
+def rows_per_step(config: DictConfig, world: int | None = None) -> int:
+    """Training sequences drawn per optimizer step, over all processes."""
+    world = world_size(config) if world is None else world
+    return int(config.data.batch_size) * int(config.trainer.accumulate_grad_batches) * world
+
+
+def documents_for_run(spec: SourceSpec, delta: float, config: DictConfig) -> int:
+    """How many ``domain`` documents the run draws at share ``delta``, with a margin: each document
+    is at least ``length + 2`` tokens (bos, eos), and litdata may drop a batch per pass."""
+    task = domain_task(spec)
+    rows = config.trainer.max_steps * rows_per_step(config) * delta
+    rows = rows * 1.1 + 2 * rows_per_step(config)
+    tokens_per_document = int(task.length) + 2  # type: ignore[attr-defined]
+    return math.ceil(rows * (config.data.seq_len + 1) / tokens_per_document)
+
+
+def distinct_rows(spec: SourceSpec, split_rows: int, tokenizer: PreTrainedTokenizerBase, seq_len: int,
+                  seed: int) -> float:
+    """|D| in training rows of ``seq_len + 1`` stored tokens: the distinct data the domain holds.
+
+    A ``domain`` task's split cycles its pool, so its distinct documents are counted and tokenised
+    (each packed as ``<bos> text <eos>``); any other source has no repeats within its split.
+    """
+    task = domain_task(spec)
+    if task is None:
+        return float(split_rows)
+    documents = set(task.examples("train", spec.num_train, seed))  # type: ignore[attr-defined]
+    tokens = sum(len(tokenizer.encode(d.answer, add_special_tokens=False)) + 2 for d in documents)
+    return tokens / (seq_len + 1)
+
+
+def apply_mixture(sources: list[SourceSpec], spt: SPTConfig, config: DictConfig) -> int:
     """Reweight ``sources`` in place for domain share ``spt.delta``; returns the domain's index.
 
     General sources keep their relative weights and together get ``1 - delta``; a general source
@@ -73,17 +126,17 @@ def apply_mixture(sources: list[SourceSpec], spt: SPTConfig) -> int:
         for s in general:
             s.weight = s.weight / general_total * (1.0 - spt.delta) if general_total > 0 else 0.0
     domain.weight = spt.delta
-    pool = domain_pool_size(domain)
-    if spt.domain_pool_once and pool is not None and domain.num_train > pool:
-        # The `domain` task pre-repeats its pool to fill num_train; SPT controls repetition itself,
-        # so its split holds each document once and epochs are counted over distinct data.
-        domain.num_train = pool
+    if spt.domain_covers_run and spt.delta > 0 and domain_task(domain) is not None:
+        domain.num_train = max(domain.num_train, documents_for_run(domain, spt.delta, config))
     return index
 
 
 def record_effective_sources(config: DictConfig, sources: list[SourceSpec]) -> None:
-    """Write the effective weights / split sizes back into the run config, so config.yaml and the
-    MLflow params show what was trained on (and re-applying the plugin is idempotent)."""
+    """Write the effective weights and split sizes back into the run config, so config.yaml and the
+    MLflow params show what was trained on (re-applying the plugin to it changes nothing)."""
+    written = [source_name(OmegaConf.to_object(node)) for node in config.data.sources]
+    if written != [source_name(s) for s in sources]:
+        return  # another plugin added or removed sources: leave the user's list as written
     for node, spec in zip(config.data.sources, sources):
         node.weight = float(spec.weight)
         node.num_train = int(spec.num_train)

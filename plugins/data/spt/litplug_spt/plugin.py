@@ -10,7 +10,6 @@ from omegaconf import DictConfig
 import litplug
 from litplug.data.sources import SourceSpec
 from litplug.errors import ConfigError
-
 from litplug_spt.callbacks import SPTMonitor, early_stopping_callbacks
 from litplug_spt.config import SPTConfig
 from litplug_spt.mixture import apply_mixture, record_effective_sources
@@ -30,7 +29,7 @@ class SPTPlugin:
         if self.config.early_stopping and not config.trainer.val_check_interval:
             raise ConfigError("plugins.spt.early_stopping needs periodic validation: set trainer.val_check_interval "
                               "to a number of steps (e.g. 20).")
-        apply_mixture(sources, self.config)
+        apply_mixture(sources, self.config, config)
         record_effective_sources(config, sources)
 
     @litplug.hookimpl

@@ -115,6 +115,9 @@ def train_task(config_path: str | None, overrides: list[str]) -> Path:
         raise
     if run.results:
         print(run_mod.summary(run))
+    saved = run.run_dir / "config.yaml"
+    if not saved.is_file():  # the core writes it only when tracking is on; the store needs it to re-derive
+        saved.write_text(config_mod.to_yaml(run.cfg))
     return run.run_dir
 
 

@@ -26,7 +26,7 @@ from litplug.module import LitplugModule
 from litplug.weights import export_hf
 
 from litplug_wise_ft.config import WiseFTConfig
-from litplug_wise_ft.scoring import score_model
+from litplug_wise_ft.scoring import mlflow_key, score_model
 
 BEST_DIR = "best"
 SELECTION_FILE = "selection.json"
@@ -116,7 +116,7 @@ class EarlyCheckpointKeeper(Callback):
             self._export(pl_module, self.root / BEST_DIR)
             self.best = {"step": step, "metric": c.select_metric, "value": value}
         for logger in trainer.loggers:
-            logger.log_metrics({f"wise_ft/{k}": v for k, v in scores.items()}, step=step)
+            logger.log_metrics({f"wise_ft/{mlflow_key(k)}": v for k, v in scores.items()}, step=step)
         shown = " ".join(f"{k}={v:.3f}" for k, v in scores.items())
         best = f"step {self.best['step']}" if self.best else "none yet"
         print(f"wise_ft: step {step} {source_name(spec)}/{c.score_split}: {shown} (best {c.select_metric}: {best})",

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-
-from lightning.pytorch import Callback
-from omegaconf import DictConfig
+from typing import TYPE_CHECKING
 
 from litplug import hookimpl
 from litplug.errors import ConfigError
 
 from litplug_wise_ft.config import WiseFTConfig
-from litplug_wise_ft.keeper import EarlyCheckpointKeeper
+
+if TYPE_CHECKING:  # Lightning is imported only when a run asks for the callback: `litplug merge` stays light
+    from lightning.pytorch import Callback
+    from omegaconf import DictConfig
 
 
 class WiseFTPlugin:
@@ -35,8 +36,9 @@ class WiseFTPlugin:
             print("wise_ft: neither keep_steps nor score_every_n_steps is set, so no early checkpoint is kept.",
                   flush=True)
             return None
-        run_dir = Path(config.run.output_dir) / config.run.name
-        return [EarlyCheckpointKeeper(c, run_dir)]
+        from litplug_wise_ft.keeper import EarlyCheckpointKeeper
+
+        return [EarlyCheckpointKeeper(c, Path(config.run.output_dir) / config.run.name)]
 
     @hookimpl
     def merge_methods(self) -> dict[str, Callable[[list[str]], int]]:

@@ -11,6 +11,8 @@ from typing import Any
 
 import litplug
 
+from litplug_wise_ft.scoring import mlflow_key
+
 METRIC_ORDER = ("majority_vote", "greedy", "var_rho")
 FILES = ("sweep.json", "sweep.md", "sweep.png")
 MLFLOW_BATCH = 1000  # MLflow accepts at most 1000 metrics per log_batch call
@@ -110,8 +112,9 @@ def _run_exists(client: Any, run_id: str) -> bool:
 def log_to_mlflow(result: dict[str, Any], folder: Path, tracking_uri: str, experiment: str,
                   parent_run_id: str | None = None) -> str:
     """One MLflow run per sweep (nested under the late model's training run when known): params, one
-    metric step per α (``sweep/<metric>`` with ``sweep/alpha`` at the same step), the best α, and the
-    three report files as artifacts. Returns the run id."""
+    metric step per α (``sweep/<metric>`` with ``sweep/alpha`` at the same step; ``pass@k`` is spelled
+    ``pass_at_k`` since MLflow forbids '@'), the best α, and the three report files as artifacts.
+    Returns the run id."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     from mlflow import MlflowClient
     from mlflow.entities import Metric, Param
@@ -127,9 +130,9 @@ def log_to_mlflow(result: dict[str, Any], folder: Path, tracking_uri: str, exper
     now = int(time.time() * 1000)
     names = metric_names(result["rows"])
     metrics = [Metric("sweep/alpha", row["alpha"], now, i) for i, row in enumerate(result["rows"])]
-    metrics += [Metric(f"sweep/{k}", row[k], now, i) for i, row in enumerate(result["rows"]) for k in names]
-    metrics += [Metric(f"best/{k}", b["value"], now, 0) for k, b in result["best"].items()]
-    metrics += [Metric(f"best_alpha/{k}", b["alpha"], now, 0) for k, b in result["best"].items()]
+    metrics += [Metric(f"sweep/{mlflow_key(k)}", row[k], now, i) for i, row in enumerate(result["rows"]) for k in names]
+    metrics += [Metric(f"best/{mlflow_key(k)}", b["value"], now, 0) for k, b in result["best"].items()]
+    metrics += [Metric(f"best_alpha/{mlflow_key(k)}", b["alpha"], now, 0) for k, b in result["best"].items()]
     params = [Param(k, str(result[k])) for k in ("early", "late", "task", "split", "n", "k", "temperature", "seed",
                                                   "alphas", "num_examples", "select")]
     params.append(Param("task_params", json.dumps(result["task_params"])))

@@ -16,6 +16,11 @@ from litplug.generate import generate
 from litplug.metrics import exact_match, majority_vote, mean_pass_at_k
 
 
+def mlflow_key(name: str) -> str:
+    """MLflow metric names may not contain '@': ``pass@8`` is logged as ``pass_at_8``."""
+    return name.replace("@", "_at_")
+
+
 def rho_variance(counts: list[tuple[int, int]]) -> float:
     """Unbiased estimate of Var_x(ρ_x) from (n, c) per problem: E[ρ²] is estimated by c(c−1)/(n(n−1))
     (unbiased for a binomial), E[ρ] by c/n. Needs n ≥ 2."""

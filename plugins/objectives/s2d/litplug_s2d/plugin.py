@@ -1,17 +1,19 @@
-"""The litplug hooks of S2D: build the spectral state, add the penalty term, add the report verb."""
+"""The litplug hooks of S2D: build the spectral state, add the penalty term, add the report verb.
+
+Heavy imports (transformers, the regulariser) happen inside the hooks, so listing plugins stays cheap.
+"""
 
 from __future__ import annotations
 
 import argparse
-from typing import Any
-
-import torch
-from transformers import PreTrainedModel
+from typing import TYPE_CHECKING, Any
 
 from litplug import hookimpl
 from litplug_s2d.config import S2DConfig
-from litplug_s2d.layers import match_layers
-from litplug_s2d.regularizer import SpectralDecay
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedModel
 
 AUX_NAME = "s2d"
 
@@ -28,6 +30,9 @@ class S2DPlugin:
     @hookimpl
     def configure_model(self, model: PreTrainedModel) -> dict[str, torch.nn.Module]:
         """The candidates are fixed here (a pattern matching nothing stops the run, exit code 2)."""
+        from litplug_s2d.layers import match_layers
+        from litplug_s2d.regularizer import SpectralDecay
+
         return {AUX_NAME: SpectralDecay(model, match_layers(model, self.cfg.layers), self.cfg)}
 
     @hookimpl
@@ -35,7 +40,7 @@ class S2DPlugin:
         """Refresh at the start of every m-th step (before the optimizer moves W), then the penalty."""
         if not module.training:
             return None  # validation reports the LM loss only
-        decay: SpectralDecay = module.aux[AUX_NAME]
+        decay = module.aux[AUX_NAME]
         step = int(module.global_step)
         if decay.due(step):
             decay.refresh(module.model, step, batch)

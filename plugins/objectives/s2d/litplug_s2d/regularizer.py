@@ -7,14 +7,16 @@ vectors an uninterrupted run would), and auxiliary modules are never exported.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
-from transformers import PreTrainedModel
 
 from litplug_s2d.config import S2DConfig
 from litplug_s2d.layers import out_in_weight
-from litplug_s2d.spectral import penalty, pcdr, select_by_mass, select_by_pcdr, sigma_hat, top_components
+from litplug_s2d.spectral import pcdr, penalty, select_by_mass, select_by_pcdr, sigma_hat, top_components
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 
 class LayerCache(torch.nn.Module):
