@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 import torch
+from litplug_pause import PauseConfig, PausePlugin
 
 from litplug.testing import run_training
-from litplug_pause import PauseConfig, PausePlugin
 
 
 @pytest.fixture

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 import torch
+from litplug_pause import PauseConfig, PausePlugin
 
 from litplug import plugins as plugins_mod
 from litplug.generate import encode_prompts, generate
-from litplug_pause import PauseConfig, PausePlugin
 
 PROMPTS = ["1 2 + 3 4 =", "5 + 7 =", "9 9 + 1 0 =", "3 + 4 4 ="]  # different lengths: left padding
 

@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 import torch
+from litplug_pause import PauseConfig, PausePlugin
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from litplug import cli
 from litplug.errors import ConfigError
 from litplug.testing import TINY_OVERRIDES, PluginConformance, state_equal
-from litplug_pause import PauseConfig, PausePlugin
 
 
 class TestConformance(PluginConformance):

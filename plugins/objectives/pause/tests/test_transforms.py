@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 import torch
 import torch.nn.functional as F
-
-from litplug.data.batch import to_model_batch
 from litplug_pause import PauseConfig, PausePlugin
 from litplug_pause.pretrain import insert_pauses, pause_slots
+
+from litplug.data.batch import to_model_batch
 
 PAUSE, PAD = 99, 0
 
