@@ -128,7 +128,8 @@ def test_broken_or_incompatible_plugin_exits_2(tmp_path: Path, install_fake_plug
 
 
 def test_exclusive_hook_conflict_exits_2(tmp_path: Path, install_fake_plugin) -> None:
-    source = "import litplug\nclass Plugin:\n    @litplug.hookimpl\n    def lm_loss(self, hidden):\n        return None\n"
+    source = ("import litplug\nclass Plugin:\n    @litplug.hookimpl\n"
+              "    def lm_loss(self, hidden):\n        return None\n")
     install_fake_plugin("fused_a", source)
     install_fake_plugin("fused_b", source)
     code, err = _bad(tmp_path, "plugins.fused_a={}", "plugins.fused_b={}")

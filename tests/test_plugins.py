@@ -51,7 +51,8 @@ def good(name: str) -> str:
 def test_listing_reports_broken_plugins_and_keeps_the_rest(install_fake_plugin: Callable, capsys) -> None:
     install_fake_plugin("alpha", good("alpha"))
     install_fake_plugin("broken_import", "import no_such_module_xyz\nclass Plugin: pass\n")
-    install_fake_plugin("bad_hook", "import litplug\nclass Plugin:\n    @litplug.hookimpl\n    def no_such_hook(self): pass\n")
+    install_fake_plugin("bad_hook", "import litplug\nclass Plugin:\n    @litplug.hookimpl\n"
+                                    "    def no_such_hook(self): pass\n")
     install_fake_plugin("bad_args", "import litplug\nclass Plugin:\n    @litplug.hookimpl\n"
                                     "    def after_optimizer_step(self, stepp): pass\n")
     install_fake_plugin("too_new", good("too_new").replace('">=0.1"', '">=9.0"'))

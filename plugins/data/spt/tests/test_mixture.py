@@ -36,9 +36,10 @@ def test_realised_fraction_is_within_3_sigma_of_delta(setup_run, delta: float) -
 
 
 def test_weights_are_delta_and_one_minus_delta_and_keep_general_proportions(setup_run) -> None:
-    general2 = ('data.sources=[{task: general, params: {length: 15}, weight: 3.0}, '
-                '{task: general, name: general_b, params: {length: 15}, weight: 1.0}, '
-                '{task: domain, params: {length: 15, num_documents: 12}, weight: 7.0}]')
+    small = "num_train: 32, num_validation: 8, num_test: 8"
+    general2 = (f'data.sources=[{{task: general, params: {{length: 15}}, weight: 3.0, {small}}}, '
+                f'{{task: general, name: general_b, params: {{length: 15}}, weight: 1.0, {small}}}, '
+                f'{{task: domain, params: {{length: 15, num_documents: 12}}, weight: 7.0, {small}}}]')
     run = setup_run(general2, spt(delta=0.2), name="weights")
     weights = {source_name(s): s.weight for s in run.sources}
     assert weights == pytest.approx({"general": 0.6, "general_b": 0.2, "domain": 0.2})
