@@ -20,15 +20,15 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from litplug_liger.config import LigerConfig
+from litplug_liger.plugin import LigerPlugin
+from litplug_xformers.config import XformersConfig
+from litplug_xformers.plugin import XformersPlugin
 from torch.profiler import ProfilerActivity, profile
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from litplug.config import load_config
 from litplug.defaults import CorePlugin
-from litplug_liger.config import LigerConfig
-from litplug_liger.plugin import LigerPlugin
-from litplug_xformers.config import XformersConfig
-from litplug_xformers.plugin import XformersPlugin
 
 MiB = 2**20
 

@@ -161,6 +161,8 @@ def _run_id_file(run: Run) -> Path:
 
 
 def build_module(run: Run) -> LitplugModule:
+    # Seed here, not only at setup: preparing data (or finding it cached) must not change the init.
+    L.seed_everything(run.cfg.run.seed, workers=True, verbose=False)
     model = build_model(run.cfg.model, run.tokenizer)
     aux: dict[str, torch.nn.Module] = {}
     for result in run.pm.hook.configure_model(model=model, tokenizer=run.tokenizer, config=run.cfg):
@@ -205,7 +207,7 @@ def train(run: Run) -> dict[str, Any]:
         (run.run_dir / "config.yaml").write_text(config_mod.to_yaml(cfg))
         logger.experiment.log_artifact(logger.run_id, str(run.run_dir / "config.yaml"))
     trainer.fit(module, datamodule=run.datamodule, ckpt_path=str(run.last_checkpoint) if resuming else None,
-                weights_only=False)
+                weights_only=True)
     if trainer.global_rank != 0:
         return {}
     return finish(run, trainer, module, logger)

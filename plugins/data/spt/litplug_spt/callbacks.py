@@ -3,11 +3,15 @@
 
 from __future__ import annotations
 
+import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_warn
@@ -32,6 +36,17 @@ from litplug_spt.names import (
 )
 
 
+@contextmanager
+def preserved_rng() -> Iterator[None]:
+    """Python, NumPy and torch RNG states as they were, whatever the block does to them; so what the
+    plugin prepares mid-run never changes training (delta = 0 must equal no plugin)."""
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng(devices=range(torch.cuda.device_count()) if torch.cuda.is_initialized() else []):
+        yield
+    random.setstate(python_state)
+    np.random.set_state(numpy_state)
+
+
 def run_dir(config: DictConfig) -> Path:
     return Path(config.run.output_dir) / config.run.name
 
@@ -40,6 +55,12 @@ def run_dir(config: DictConfig) -> Path:
 def split_loss(module: L.LightningModule, directory: Path, batch_size: int, loss_on: str,
                max_batches: int | None = None) -> float:
     """Mean LM loss over a prepared split, each batch weighted by its rows (as the core's val loss)."""
+    with preserved_rng():  # a DataLoader iterator draws its base seed from torch's global RNG
+        return _split_loss(module, directory, batch_size, loss_on, max_batches)
+
+
+def _split_loss(module: L.LightningModule, directory: Path, batch_size: int, loss_on: str,
+                max_batches: int | None) -> float:
     loader = StreamingDataLoader(StreamingDataset(str(directory), shuffle=False), batch_size=batch_size,
                                  num_workers=0, collate_fn=partial(collate, loss_on=loss_on))
     was_training = module.training
@@ -80,8 +101,9 @@ class SPTMonitor(Callback):
     # -- setup ------------------------------------------------------------------------------------
     def _prepare(self, dm: Any, spec: SourceSpec, split: str) -> Path:
         d = self.config.data
-        return prepare_split(spec, split, tokenizer=dm.tokenizer, seq_len=d.seq_len, seed=d.seed,
-                             cache_root=dm.cache_root)
+        with preserved_rng():  # litdata.optimize reseeds the global RNGs to 42 on a cache miss
+            return prepare_split(spec, split, tokenizer=dm.tokenizer, seq_len=d.seq_len, seed=d.seed,
+                                 cache_root=dm.cache_root)
 
     def _domain_spec(self, dm: Any) -> SourceSpec:
         return next(s for s in dm.sources if source_name(s) == self.spt.domain)

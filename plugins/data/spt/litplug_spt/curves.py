@@ -59,13 +59,13 @@ def curve_from_run(run_dir: Path) -> tuple[Curve, str]:
         return {m.step: m.value for m in client.get_metric_history(info["run_id"], key)}
 
     test, train, tokens = history(val_loss_key(domain)), history(train_split_loss_key(domain)), history(TOKENS_METRIC)
-    steps = sorted(set(test) & set(train) - {0})
-    if not steps or not tokens:
+    steps = sorted(set(test) & set(train))
+    if not steps or len(tokens) < 2:
         raise ConfigError(f"fit-law: run '{run_dir}' logged no {val_loss_key(domain)} / "
                           f"{train_split_loss_key(domain)} / {TOKENS_METRIC} history.")
-    last = max(tokens)
-    tokens_per_step = tokens[last] / last
-    return Curve(delta=float(spt["delta"]), tokens=np.array([s * tokens_per_step for s in steps]),
+    # T grows linearly with the logged step; metrics logged at the same step share its T.
+    slope, intercept = np.polyfit(sorted(tokens), [tokens[s] for s in sorted(tokens)], 1)
+    return Curve(delta=float(spt["delta"]), tokens=np.array([slope * s + intercept for s in steps]),
                  train_loss=np.array([train[s] for s in steps]), test_loss=np.array([test[s] for s in steps]),
                  label=run_dir.name), info["tracking_uri"]
 

@@ -37,7 +37,8 @@ def setup_run(tmp_path: Path, litplug_data_cache: Path):
     from litplug.testing import TINY_OVERRIDES
 
     def _setup(*overrides: str, name: str = "run") -> Any:
-        base = [*TINY_OVERRIDES, f"run.output_dir={tmp_path}", f"run.name={name}", f"data.cache_dir={litplug_data_cache}"]
+        base = [*TINY_OVERRIDES, f"run.output_dir={tmp_path}", f"run.name={name}",
+                f"data.cache_dir={litplug_data_cache}"]
         return run_mod.setup(None, [*base, *PAIR, *overrides])
 
     return _setup

@@ -14,12 +14,13 @@ from torch.nn import LinearCrossEntropyOptions
 IGNORE_INDEX = -100
 
 
-def chunk_options(chunk_rows: int | None) -> LinearCrossEntropyOptions:
-    """A fixed chunk size, or PyTorch's aspect-ratio rule (a chunk's logits as big as the hidden
-    states: rows = N / ceil(V / H), rounded up to a power of two; Liger sizes its CUDA chunks the same way)."""
-    if chunk_rows is None:
-        return LinearCrossEntropyOptions(chunking_method="aspect_ratio")
-    return LinearCrossEntropyOptions(batch_chunk_size=chunk_rows, chunking_method=None)
+def chunk_options(chunk_rows: int | None, hidden_size: int) -> LinearCrossEntropyOptions:
+    """``chunk_rows`` rows per chunk; by default as many rows as the hidden size, so that a chunk's
+    [rows, V] logits are as big as the [V, H] weight gradient the loss holds anyway (peak about twice
+    that, whatever the number of tokens). PyTorch's own aspect-ratio rule (logits as big as the hidden
+    states) gives chunks of a few rows at small H and large V, which on CPU is several times slower
+    than the plain loss without saving more memory (benchmarks/kernels_cpu.py)."""
+    return LinearCrossEntropyOptions(batch_chunk_size=chunk_rows or hidden_size, chunking_method=None)
 
 
 def chunked_linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
@@ -36,5 +37,5 @@ def chunked_linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, bia
         bias = bias.to(dtype) if bias is not None else None
     with torch.autocast(device, enabled=False):
         loss = F.linear_cross_entropy(hidden, weight, labels, linear_bias=bias, ignore_index=IGNORE_INDEX,
-                                      options=chunk_options(chunk_rows))
+                                      options=chunk_options(chunk_rows, hidden.shape[-1]))
     return loss.float()

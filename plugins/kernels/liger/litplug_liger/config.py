@@ -11,7 +11,7 @@ class LigerConfig:
     rms_norm: bool = True  # CUDA: patch the model's RMSNorm modules with Liger's
     rope: bool = True  # CUDA: patch rotary position embeddings with Liger's
     swiglu: bool = True  # CUDA: patch the SwiGLU MLPs with Liger's
-    chunk_rows: int | None = None  # fallback: token rows per chunk; None = chunk logits about as big as hidden
+    chunk_rows: int | None = None  # fallback: token rows per chunk; None = the hidden size
     strict: bool = False  # true: refuse to start unless Liger's CUDA kernels will run (exit code 2)
 
     def __post_init__(self) -> None:

@@ -21,8 +21,8 @@ def patch_model(model: PreTrainedModel, apply_fns: Mapping[str, Callable[..., An
     model_type = model.config.model_type
     apply_fn = apply_fns.get(model_type)
     if apply_fn is None:
-        log.warning("litplug-liger: Liger has no kernels for architecture '%s' (it supports: %s); "
-                    "RMSNorm/RoPE/SwiGLU stay unpatched and training continues.", model_type, ", ".join(sorted(apply_fns)))
+        log.warning("litplug-liger: Liger has no kernels for architecture '%s' (it supports: %s); RMSNorm/RoPE/"
+                    "SwiGLU stay unpatched and training continues.", model_type, ", ".join(sorted(apply_fns)))
         return False
     accepted = inspect.signature(apply_fn).parameters
     missing = [name for name, wanted in kernels.items() if wanted and name not in accepted]

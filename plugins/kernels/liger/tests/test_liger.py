@@ -10,6 +10,10 @@ from typing import Any
 
 import pytest
 import torch
+from litplug_liger import backend
+from litplug_liger.config import LigerConfig
+from litplug_liger.patching import patch_model
+from litplug_liger.plugin import LigerPlugin
 from omegaconf import OmegaConf
 
 from litplug import hookimpl
@@ -20,11 +24,6 @@ from litplug.errors import ConfigError, PluginError
 from litplug.module import LitplugModule
 from litplug.plugins import PluginRecord, check_order, implemented_hooks, new_manager, register_all
 from litplug.testing import PluginConformance
-from litplug_liger import backend
-from litplug_liger.chunked_ce import chunked_linear_cross_entropy
-from litplug_liger.config import LigerConfig
-from litplug_liger.patching import patch_model
-from litplug_liger.plugin import LigerPlugin
 
 TOL = {"rtol": 1e-5, "atol": 1e-5}
 EXAMPLE = Path(__file__).parents[4] / "examples" / "kernels.yaml"
@@ -59,6 +58,12 @@ def test_fallback_loss_and_grads_equal_plain_cross_entropy(chunk_rows: int | Non
         torch.testing.assert_close(got, want, **TOL)
 
 
+def test_fused_loss_off_leaves_the_loss_to_the_core() -> None:
+    head = torch.nn.Linear(8, 11)
+    plugin = LigerPlugin(LigerConfig(fused_linear_cross_entropy=False))
+    assert plugin.lm_loss(hidden=torch.randn(1, 3, 8), lm_head=head, labels=torch.zeros(1, 3, dtype=torch.long)) is None
+
+
 def _profiled_peak_bytes(fn: Any) -> int:
     """Peak of live CPU tensor memory while ``fn`` runs, from the profiler's allocation events
     (tracemalloc does not see PyTorch's allocator)."""
@@ -86,7 +91,7 @@ def test_fallback_peak_memory_is_below_plain_at_32k_vocab() -> None:
         return _profiled_peak_bytes(lambda: _loss_and_grads(loss_fn, hidden, head, labels))
 
     plain = step(CorePlugin().lm_loss)
-    fused = step(LigerPlugin(LigerConfig(chunk_rows=64)).lm_loss)
+    fused = step(LigerPlugin(LigerConfig()).lm_loss)  # default chunks: H = 64 rows
     assert plain >= logits_bytes  # the plain path holds at least the full fp32 logits
     assert fused < 0.5 * plain, f"fallback peak {fused / 2**20:.1f} MiB vs plain {plain / 2**20:.1f} MiB"
     assert fused < logits_bytes / 4  # never the [N, V] logits

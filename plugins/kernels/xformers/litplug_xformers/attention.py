@@ -26,6 +26,10 @@ def memory_efficient_forward(ops: ModuleType, query: torch.Tensor, key: torch.Te
     """[B, H, M, K] query/key/value (K/V may have fewer heads) -> [B, M, H, K] attention output."""
     heads, kv_heads = query.shape[1], key.shape[1]
     q, k, v = query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2)
+    device = query.device.type
+    if torch.is_autocast_enabled(device):  # as autocast does for SDPA; RoPE leaves q/k fp32 but v bf16
+        dtype = torch.get_autocast_dtype(device)
+        q, k, v = q.to(dtype), k.to(dtype), v.to(dtype)
     if kv_heads != heads:  # xformers' grouped 5-D layout is forward-only: repeat K/V heads like repeat_kv
         k = k.repeat_interleave(heads // kv_heads, dim=2)
         v = v.repeat_interleave(heads // kv_heads, dim=2)

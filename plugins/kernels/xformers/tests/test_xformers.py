@@ -10,15 +10,15 @@ from typing import Any
 
 import pytest
 import torch
+from litplug_xformers import attention
+from litplug_xformers.config import XformersConfig
+from litplug_xformers.plugin import XformersPlugin
 from transformers import LlamaConfig, LlamaForCausalLM
 from transformers.models.llama.modeling_llama import eager_attention_forward
 
 from litplug.cli import main
 from litplug.config import load_config
 from litplug.testing import PluginConformance
-from litplug_xformers import attention
-from litplug_xformers.config import XformersConfig
-from litplug_xformers.plugin import XformersPlugin
 
 TOL = {"rtol": 1e-5, "atol": 1e-5}
 
@@ -115,6 +115,22 @@ def test_xformers_layout_and_gqa_match_eager(heads: int, kv_heads: int, q_len: i
     got = attention.memory_efficient_forward(FAKE_OPS, query, key, value, causal, 0.0, dim**-0.5)
     assert got.shape == (2, q_len, heads, dim)  # [B, M, H, K], what transformers reshapes to hidden
     torch.testing.assert_close(got, want, **TOL)
+
+
+def test_autocast_gives_the_kernel_one_dtype() -> None:
+    seen: list[set] = []
+
+    def record(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        seen.append({query.dtype, key.dtype, value.dtype})
+        return query
+
+    ops = SimpleNamespace(memory_efficient_attention=record, LowerTriangularMask=_Causal)
+    query = torch.randn(1, 2, 5, 8)  # fp32 after RoPE (cos/sin follow the fp32 residual stream)
+    value = query.to(torch.bfloat16)  # straight out of an autocast linear
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        attention.memory_efficient_forward(ops, query, query, value, True, 0.0, None)
+    attention.memory_efficient_forward(ops, query, query, query, True, 0.0, None)
+    assert seen == [{torch.bfloat16}, {torch.float32}]
 
 
 def test_cpu_tensors_never_reach_the_kernel(sdpa_calls: list[int]) -> None:

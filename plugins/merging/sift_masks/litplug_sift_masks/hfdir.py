@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-from contextlib import ExitStack
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
 import torch
 from safetensors import safe_open
@@ -32,35 +30,43 @@ def resolve_model_dir(path: str | Path) -> Path:
 
 
 class TensorSource:
-    """Open safetensors handles of one model directory; tensors are loaded only when asked for."""
+    """The tensors of one model directory, each loaded only when asked for.
+
+    Every :meth:`get` opens, reads and closes its file, so the memory-mapped pages of a read tensor
+    are released at once instead of accumulating into a whole model's worth of resident memory.
+    """
 
     def __init__(self, model_dir: Path) -> None:
         self.model_dir = Path(model_dir)
-        self._stack = ExitStack()
-        self._where: dict[str, Any] = {}
+        self._file: dict[str, Path] = {}
+        self._meta: dict[str, tuple[tuple[int, ...], str]] = {}
         try:
             files = safetensors_files(self.model_dir)
         except FileNotFoundError as exc:
             raise StoreError(f"'{self.model_dir}': {exc}") from None
         for file in files:
-            handle = self._stack.enter_context(safe_open(file, framework="pt"))
-            self._where.update(dict.fromkeys(handle.keys(), handle))
+            with safe_open(file, framework="pt") as handle:
+                for name in handle.keys():
+                    piece = handle.get_slice(name)
+                    self._file[name] = file
+                    self._meta[name] = (tuple(piece.get_shape()), str(piece.get_dtype()))
 
     @property
     def names(self) -> list[str]:
-        return sorted(self._where)
+        return sorted(self._file)
 
     def shape(self, name: str) -> tuple[int, ...]:
-        return tuple(self._where[name].get_slice(name).get_shape())
+        return self._meta[name][0]
 
     def dtype(self, name: str) -> str:
-        return str(self._where[name].get_slice(name).get_dtype())
+        return self._meta[name][1]
 
     def get(self, name: str) -> torch.Tensor:
-        return self._where[name].get_tensor(name)
+        with safe_open(self._file[name], framework="pt") as handle:
+            return handle.get_tensor(name)
 
     def close(self) -> None:
-        self._stack.close()
+        """Nothing stays open between reads; kept so the class works as a context manager."""
 
     def __enter__(self) -> TensorSource:
         return self

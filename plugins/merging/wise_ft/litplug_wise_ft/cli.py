@@ -18,7 +18,6 @@ from typing import Any
 import yaml
 
 from litplug.errors import ConfigError
-
 from litplug_wise_ft.interpolate import DEFAULT_MAX_SHARD_SIZE, interpolate_dirs
 
 

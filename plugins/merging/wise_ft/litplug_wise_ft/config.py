@@ -55,8 +55,8 @@ class WiseFTConfig:
             raise ValueError(f"score_split must be train, validation or test (got '{self.score_split}').")
         match = METRIC_PATTERN.match(self.select_metric)
         if self.select_metric != "majority_vote" and (match is None or int(match.group(1)) not in self.score_k):
-            raise ValueError(f"select_metric must be 'majority_vote' or 'pass@K' with K in score_k={list(self.score_k)} "
-                             f"(got '{self.select_metric}').")
+            raise ValueError(f"select_metric must be 'majority_vote' or 'pass@K' with K in "
+                             f"score_k={list(self.score_k)} (got '{self.select_metric}').")
         if self.select_min_step < 0:
             raise ValueError(f"select_min_step must be >= 0 (got {self.select_min_step}).")
         if not self.output_subdir or "/" in self.output_subdir or self.output_subdir in (".", ".."):

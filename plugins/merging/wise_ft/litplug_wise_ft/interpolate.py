@@ -22,7 +22,6 @@ from safetensors.torch import save_file
 import litplug
 from litplug.errors import ConfigError
 from litplug.weights import atomic_directory, tensor_index
-
 from litplug_wise_ft.compat import check_compatible
 
 WEIGHT_INDEX = "model.safetensors.index.json"

@@ -24,7 +24,6 @@ from litplug.data.sources import SourceSpec, has_answers, read_examples, source_
 from litplug.errors import ConfigError
 from litplug.module import LitplugModule
 from litplug.weights import export_hf
-
 from litplug_wise_ft.config import WiseFTConfig
 from litplug_wise_ft.scoring import mlflow_key, score_model
 

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 
 from litplug import hookimpl
 from litplug.errors import ConfigError
-
 from litplug_wise_ft.config import WiseFTConfig
 
 if TYPE_CHECKING:  # Lightning is imported only when a run asks for the callback: `litplug merge` stays light

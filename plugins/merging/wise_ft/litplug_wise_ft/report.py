@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import litplug
-
 from litplug_wise_ft.scoring import mlflow_key
 
 METRIC_ORDER = ("majority_vote", "greedy", "var_rho")

@@ -14,12 +14,12 @@ import pluggy
 import torch
 from omegaconf import DictConfig
 from transformers import AutoModelForCausalLM
+from transformers.utils import logging as hf_logging
 
 from litplug.data.sources import SourceSpec, has_answers, read_examples, source_name
 from litplug.data.tasks import TaskError, get_task
 from litplug.errors import ConfigError, DataError
 from litplug.model import load_tokenizer
-
 from litplug_wise_ft.compat import check_compatible
 from litplug_wise_ft.interpolate import DEFAULT_MAX_SHARD_SIZE, check_output, interpolate_dirs
 from litplug_wise_ft.report import best_by_metric, write_reports
@@ -162,6 +162,7 @@ def run_sweep(s: SweepSpec) -> dict[str, Any]:
     except DataError as exc:
         raise ConfigError(f"--eval: {exc}") from None
     tokenizer = load_tokenizer(str(s.late))
+    hf_logging.disable_progress_bar()  # one line per α is the progress report
     device = ("cuda" if torch.cuda.is_available() else "cpu") if s.device == "auto" else s.device
     rows = []
     with atomic_directory(s.out, overwrite=s.overwrite) as tmp:
@@ -175,7 +176,7 @@ def run_sweep(s: SweepSpec) -> dict[str, Any]:
             if not s.keep_models:
                 shutil.rmtree(model_dir)
             rows.append({"alpha": alpha, **scores})
-            print("wise-ft sweep: alpha={:g} ".format(alpha) + " ".join(f"{k}={v:.3f}" for k, v in scores.items()),
+            print(f"wise-ft sweep: alpha={alpha:g} " + " ".join(f"{k}={v:.3f}" for k, v in scores.items()),
                   flush=True)
         if not s.keep_models:
             shutil.rmtree(tmp / "models", ignore_errors=True)

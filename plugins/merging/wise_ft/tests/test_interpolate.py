@@ -11,10 +11,9 @@ from typing import Any
 
 import pytest
 import torch
+from litplug_wise_ft.interpolate import interpolate_dirs, interpolate_tensor
 from safetensors.torch import load_file, save_file
 from transformers import AutoModelForCausalLM
-
-from litplug_wise_ft.interpolate import interpolate_dirs, interpolate_tensor
 
 
 def weights(folder: Path) -> dict[str, torch.Tensor]:

@@ -86,7 +86,9 @@ class FSPPlugin:
             teacher = self._teacher_on(hidden.device)
             loss = fsp_revlm_loss(head, teacher, batch, hidden, layer=c.revlm_layer, normalize=c.normalize,
                                   normalize_target=c.revlm_normalize_target, keep=keep)
-        return {LOSS_NAMES[c.objective]: loss * c.weight}
+        # weight 0: no graph at all, so the aux head's grads stay None and gradient clipping sees
+        # exactly the parameters it sees without the plugin (bit-identical training)
+        return {LOSS_NAMES[c.objective]: loss * c.weight if c.weight else loss.detach() * 0.0}
 
     @litplug.hookimpl
     def export_model(self, model: PreTrainedModel) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-
 from litplug_fsp.chunked import BagBCE, CrossEntropy, chunked_linear_loss
 from litplug_fsp.idf import row_document_frequency
 from litplug_fsp.objectives import fsp_bce_loss, mtp_loss, sample_positions

@@ -8,15 +8,16 @@ from pathlib import Path
 
 import pytest
 import torch
+from litplug_fsp.heads import head_for
+from litplug_fsp.objectives import fsp_bce_loss
+from litplug_fsp.reverse import DIRECTION_KEY
 from safetensors import safe_open
 from transformers import AutoModelForCausalLM
 
 from litplug.cli import main
 from litplug.generate import generate
-from litplug.testing import PluginConformance, run_training
-from litplug_fsp.heads import head_for
-from litplug_fsp.objectives import fsp_bce_loss
-from litplug_fsp.reverse import DIRECTION_KEY
+from litplug.run import setup
+from litplug.testing import TINY_OVERRIDES, PluginConformance, run_training
 
 
 class TestConformance(PluginConformance):
@@ -51,7 +52,9 @@ def trunk_grads(module) -> dict[str, torch.Tensor]:
     return {name: p.grad.clone() for name, p in module.model.named_parameters()}
 
 
-def test_aux_weight_zero_is_bit_identical_to_no_plugin(litplug_run) -> None:
+def test_aux_weight_zero_is_bit_identical_to_no_plugin(litplug_run, litplug_data_cache, tmp_path) -> None:
+    # warm the data cache first: a cold cache currently shifts the model's random init (see README)
+    setup(None, [*TINY_OVERRIDES, f"run.output_dir={tmp_path}", f"data.cache_dir={litplug_data_cache}"])
     plain = litplug_run(name="plain")
     zero = litplug_run({"fsp": {"tau": 4, "weight": 0.0}}, name="zero")
     assert zero.results["metrics"]["train/loss"] == plain.results["metrics"]["train/loss"]
@@ -70,7 +73,7 @@ def test_aux_weight_zero_is_bit_identical_to_no_plugin(litplug_run) -> None:
     assert "fsp_bce" in terms
     assert torch.equal(grads[0][0], grads[1][0])
     assert all(torch.equal(grads[0][1][k], grads[1][1][k]) for k in grads[0][1])
-    assert all(p.grad is None or not p.grad.any() for p in zero.module.aux["fsp"].parameters())
+    assert all(p.grad is None for p in zero.module.aux["fsp"].parameters())
 
 
 def test_aux_loss_reaches_the_trunk_and_outputs_are_causal(tiny_model, tiny_batch) -> None:
@@ -112,8 +115,6 @@ def test_export_is_a_plain_lm_that_generates_like_the_trunk(litplug_run) -> None
 
 
 def cli_train(tmp_path: Path, cache: Path, *overrides: str) -> int:
-    from litplug.testing import TINY_OVERRIDES
-
     return main(["train", *TINY_OVERRIDES, f"run.output_dir={tmp_path}", f"data.cache_dir={cache}", *overrides])
 
 
@@ -132,8 +133,9 @@ def test_bad_options_exit_2_with_a_message(tmp_path, litplug_data_cache, capsys,
 
 
 def test_teacher_with_another_vocabulary_exits_2(tmp_path, litplug_data_cache, capsys) -> None:
-    other = run_training(tmp_path, {"fsp": {"objective": "reverse_lm"}}, name="bytes_teacher",
-                         overrides=["data.tokenizer=byte", "trainer.max_steps=1"], cache_dir=litplug_data_cache)
+    byte_run = ["data.tokenizer=byte", "data.seq_len=24", "trainer.max_steps=1"]
+    other = run_training(tmp_path, {"fsp": {"objective": "reverse_lm"}}, name="bytes_teacher", overrides=byte_run,
+                         cache_dir=litplug_data_cache)
     code = cli_train(tmp_path, litplug_data_cache, f"plugins.fsp={{objective: revlm, revlm_path: {other.export_dir}}}")
     assert code == 2
     err = capsys.readouterr().err

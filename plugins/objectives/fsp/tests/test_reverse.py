@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-
 from litplug_fsp.heads import head_for
 from litplug_fsp.objectives import fsp_revlm_loss
 from litplug_fsp.reverse import future_summary_targets, reverse_batch, sequence_lengths

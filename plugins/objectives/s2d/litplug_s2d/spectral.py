@@ -59,10 +59,11 @@ def sigma_hat(matrix: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.T
     return ((u @ matrix) * v).sum(-1)
 
 
-def penalty(sigma_hat_: torch.Tensor, mask: torch.Tensor, lam: float, power: float) -> torch.Tensor:
-    """lambda/(n+1) * sum_i mask_i * sigma_hat_i^(n+1), whose gradient is lambda * sigma_hat_i^n u_i v_i^T.
+def penalty(sigma_hat_: torch.Tensor, lam: float, power: float) -> torch.Tensor:
+    """lambda/(n+1) * sum_i sigma_hat_i^(n+1) over the selected components, whose gradient is
+    lambda * sigma_hat_i^n u_i v_i^T.
 
     This has the same gradient as the detached-coefficient surrogate lambda * sum sg(sigma_hat^n) * sigma_hat,
     but its value is the paper's penalty, so the logged loss term means what it says.
     """
-    return lam / (power + 1) * (mask * sigma_hat_.clamp_min(0).pow(power + 1)).sum()
+    return lam / (power + 1) * sigma_hat_.clamp_min(0).pow(power + 1).sum()

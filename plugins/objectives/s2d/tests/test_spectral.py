@@ -29,7 +29,7 @@ def analytic_grad(w: torch.Tensor, k: int, lam: float, power: float) -> tuple[to
     """(penalty, dpenalty/dW) through the cached-vector proxy, right after a refresh."""
     u, _, v = top_components(w, k)
     w = w.clone().requires_grad_(True)
-    value = penalty(sigma_hat(w, u, v), torch.ones(k, dtype=w.dtype), lam, power)
+    value = penalty(sigma_hat(w, u, v), lam, power)
     (grad,) = torch.autograd.grad(value, w)
     return value.detach(), grad
 

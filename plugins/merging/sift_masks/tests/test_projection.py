@@ -1,0 +1,83 @@
+"""Sign-fixed tuning inside a real litplug run: the invariant holds after every optimizer step,
+and re-running a task reproduces its task vector bit for bit."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from litplug_sift_masks.signs import sign_positive
+from safetensors.torch import load_file
+
+from litplug import hookimpl
+
+
+class _Checker:
+    """Counts, at every step, the entries of tau = theta - theta_0 that disagree with v."""
+
+    def __init__(self, plugin: Any) -> None:
+        self.plugin = plugin
+        self.disagree: list[int] = []
+        self.moved: list[int] = []
+
+    def record(self, module: Any) -> None:
+        projector = self.plugin.projector
+        bad = moved = 0
+        for name, param in module.model.named_parameters():
+            tau = param.detach() - projector.theta0[name]
+            bad += int(torch.where(sign_positive(name, tau.shape, projector.seed), tau < 0, tau > 0).sum())
+            moved += int((tau != 0).sum())
+        self.disagree.append(bad)
+        self.moved.append(moved)
+
+
+class _BeforeProjection(_Checker):
+    @hookimpl(tryfirst=True)
+    def after_optimizer_step(self, module: Any) -> None:
+        self.record(module)
+
+
+class _AfterProjection(_Checker):
+    @hookimpl(trylast=True)
+    def after_optimizer_step(self, module: Any) -> None:
+        self.record(module)
+
+
+def test_projection_holds_after_every_step(tmp_path: Path, litplug_data_cache: Path) -> None:
+    from litplug import run as run_mod
+    from litplug.testing import TINY_OVERRIDES, plugin_overrides
+
+    run = run_mod.setup(None, [*TINY_OVERRIDES, f"run.output_dir={tmp_path}", f"data.cache_dir={litplug_data_cache}",
+                               "optim.warmup_steps=0", *plugin_overrides({"sift_masks": {"sign_seed": 5}})])
+    before = _BeforeProjection(run.plugins["sift_masks"])
+    after = _AfterProjection(run.plugins["sift_masks"])
+    run.pm.register(before)
+    run.pm.register(after)
+    run_mod.train(run)
+    assert len(after.disagree) == 4
+    assert all(b > 0 for b in before.disagree), "the optimizer never moved against v: this check could not fail"
+    assert after.disagree == [0, 0, 0, 0]
+    assert all(m > 0 for m in after.moved)
+    # the exported model is the projected one
+    assert run.module is not None
+    projector = run.plugins["sift_masks"].projector
+    for name, param in run.module.model.named_parameters():
+        tau = param.detach() - projector.theta0[name]
+        assert not torch.where(sign_positive(name, tau.shape, 5), tau < 0, tau > 0).any()
+
+
+def _task_vector(run_dir: Path, base: Path) -> dict[str, torch.Tensor]:
+    tuned, theta0 = load_file(run_dir / "export" / "model.safetensors"), load_file(base / "model.safetensors")
+    return {n: tuned[n] - theta0[n] for n in theta0}
+
+
+def test_rerunning_a_task_reproduces_its_vector(sift_runs: dict[str, Path],
+                                                train_sift_task: Callable[..., Path]) -> None:
+    again = train_sift_task(sift_runs["add"].parent / "again", "add", 1)
+    first, second = _task_vector(sift_runs["add"], sift_runs["base"]), _task_vector(again, sift_runs["base"])
+    assert all(torch.equal(first[n], second[n]) for n in first)
+    assert any(bool((t != 0).any()) for t in first.values())
+    other = _task_vector(sift_runs["mul"], sift_runs["base"])
+    assert not all(torch.equal(first[n], other[n]) for n in first)
