@@ -57,5 +57,6 @@ def evaluate_all(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, pm:
 
 
 def flat_metrics(results: dict[str, dict[str, Any]]) -> dict[str, float]:
-    return {f"eval/{src}/{k}": float(v) for src, res in results.items() for k, v in res.items()
-            if isinstance(v, (int, float))}
+    """MLflow metric names (which may not contain '@': pass@4 is logged as pass_at_4)."""
+    return {f"eval/{src}/{k.replace('@', '_at_')}": float(v) for src, res in results.items()
+            for k, v in res.items() if isinstance(v, (int, float))}

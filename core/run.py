@@ -201,11 +201,12 @@ def train(run: Run) -> dict[str, Any]:
         callbacks=callbacks, deterministic=t.deterministic, enable_progress_bar=False,
         enable_model_summary=False, default_root_dir=run.run_dir, use_distributed_sampler=False,
     )
-    if logger is not None and rank_zero_only.rank == 0 and not resuming:
-        logger.log_hyperparams(flat_params(cfg))
-        _run_id_file(run).write_text(json.dumps({"run_id": logger.run_id, "tracking_uri": tracking_uri(cfg)}))
+    if rank_zero_only.rank == 0 and not resuming:
         (run.run_dir / "config.yaml").write_text(config_mod.to_yaml(cfg))
-        logger.experiment.log_artifact(logger.run_id, str(run.run_dir / "config.yaml"))
+        if logger is not None:
+            logger.log_hyperparams(flat_params(cfg))
+            _run_id_file(run).write_text(json.dumps({"run_id": logger.run_id, "tracking_uri": tracking_uri(cfg)}))
+            logger.experiment.log_artifact(logger.run_id, str(run.run_dir / "config.yaml"))
     trainer.fit(module, datamodule=run.datamodule, ckpt_path=str(run.last_checkpoint) if resuming else None,
                 weights_only=True)
     if trainer.global_rank != 0:
