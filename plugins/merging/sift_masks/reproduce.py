@@ -100,6 +100,7 @@ def main() -> None:
     parser.add_argument("--eval-examples", type=int, default=None, help="default: the task config's eval.num_examples")
     parser.add_argument("--ties-density", type=float, default=0.2)
     parser.add_argument("--plain", action="store_true", help="also finetune every task without sift_masks")
+    parser.add_argument("--scales", default="1,2,4,8,16", help="lambda values of the merge-scale sweep")
     parser.add_argument("overrides", nargs="*", help="extra key=value for every finetune")
     args = parser.parse_args()
     out = Path(args.out)
@@ -171,6 +172,26 @@ def main() -> None:
         print(name, json.dumps(row), flush=True)
     densities = {t["name"]: t["nnz"] / t["numel"] for t in store.tasks}
 
+    # -- lambda sweep: theta_0 + lambda * (merged vector), for every merge --------------------
+    sweep: dict[str, dict[str, float]] = {}
+    for scale in [float(x) for x in args.scales.split(",")]:
+        scaled = models / f"scale{scale:g}"
+        store.export(scaled / "naive", scale=scale)
+        write_hf_dir(base, ties(base, exports, args.ties_density, scale), scaled / "ties", {"merge": "ties"})
+        if plain:
+            write_hf_dir(base, task_arithmetic(base, plain_exports, scale), scaled / "plain_naive", {})
+            write_hf_dir(base, ties(base, plain_exports, args.ties_density, scale), scaled / "plain_ties", {})
+        accs: dict[str, list[float]] = {}
+        for name in names:
+            store.export(scaled / f"sift_{name}", task=name, scale=scale)
+            store.export(scaled / f"sift_count_{name}", task=name, scale=scale, normalize="mask_count")
+            for method in ["naive", "ties", "sift", "sift_count"] + (["plain_naive", "plain_ties"] if plain else []):
+                model = scaled / (f"{method}_{name}" if method.startswith("sift") else method)
+                accs.setdefault(method, []).append(evaluate(model, runs[name]))
+        sweep[f"{scale:g}"] = {method: float(np.mean(values)) for method, values in accs.items()}
+        shutil.rmtree(scaled)
+        print("scale", scale, json.dumps(sweep[f"{scale:g}"]), flush=True)
+
     # -- unlearning ---------------------------------------------------------------------------
     forget = args.unlearn or names[0]
     rest = [n for n in names if n != forget]
@@ -204,7 +225,8 @@ def main() -> None:
     shutil.rmtree(work, ignore_errors=True)
 
     means = {k: float(np.mean([row[k] for row in table.values()])) for k in next(iter(table.values()))}
-    results = {"tasks": table, "mean": means, "mask_density": densities, "unlearning": unlearning,
+    results = {"tasks": table, "mean": means, "scale_sweep": sweep, "mask_density": densities,
+               "unlearning": unlearning,
                "naive_equals_task_arithmetic": naive_equals_task_arithmetic, "num_tasks": len(names),
                "parameters": sum(e.numel for e in store.layout), "eval_examples": args.eval_examples,
                "ties_density": args.ties_density, "overrides": args.overrides}
@@ -214,6 +236,9 @@ def main() -> None:
     for name, row in table.items():
         lines.append(f"| {name} | {densities[name]:.3f} | " + " | ".join(f"{row[c]:.3f}" for c in columns) + " |")
     lines.append("| **mean** | | " + " | ".join(f"**{means[c]:.3f}**" for c in columns) + " |")
+    methods = list(next(iter(sweep.values())))
+    lines += ["", "| lambda | " + " | ".join(methods) + " |", "|---" * (len(methods) + 1) + "|"]
+    lines += [f"| {scale} | " + " | ".join(f"{row[m]:.3f}" for m in methods) + " |" for scale, row in sweep.items()]
     (out / "results.md").write_text("\n".join(lines) + "\n\n" + json.dumps(unlearning, indent=2) + "\n")
     print("\n".join(lines))
     print(json.dumps(unlearning, indent=2))

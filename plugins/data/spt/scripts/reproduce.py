@@ -65,7 +65,7 @@ def main() -> int:
     p.add_argument("--deltas", type=float, nargs="+", default=[0.0, 0.01, 0.05, 0.1])
     p.add_argument("--pilot-deltas", type=float, nargs="*", default=[0.02, 0.2], help="law pilots, first seed only")
     p.add_argument("--ft-lrs", type=float, nargs="+", default=[1e-3, 3e-3])
-    p.add_argument("--steps", type=int, nargs="+", default=[125, 250, 375, 500],
+    p.add_argument("--steps", type=int, nargs="+", default=[125, 250, 500],
                    help="pretraining steps to finetune from (the last one is the final export)")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--skip-law", action="store_true")
@@ -74,12 +74,13 @@ def main() -> int:
     final = args.steps[-1]
     common = [f"run.output_dir={out}"]
 
-    def tracking(group: str) -> str:  # one sqlite file per group keeps parallel writers apart
-        return f"tracking.uri=sqlite:///{out / f'mlflow_{group}.db'}"
+    def tracking(name: str) -> str:  # one sqlite file per run: parallel workers never share one
+        (out / "mlflow").mkdir(parents=True, exist_ok=True)
+        return f"tracking.uri=sqlite:///{out / 'mlflow' / f'{name}.db'}"
 
     pt_runs = [(d, s) for d in args.deltas for s in args.seeds] + [(d, args.seeds[0]) for d in args.pilot_deltas]
     pt_jobs = [(str(PRETRAIN), f"pt_d{tag(d)}_s{s}",
-                [*common, tracking(f"pt_s{s}"), f"run.seed={s}", f"plugins.spt.delta={d}",
+                [*common, tracking(f"pt_d{tag(d)}_s{s}"), f"run.seed={s}", f"plugins.spt.delta={d}",
                  f"trainer.max_steps={final}", f"plugins.spt.snapshot_steps={args.steps[:-1]}"])
                for d, s in pt_runs]
     run_all(pt_jobs, args.workers)
@@ -91,8 +92,9 @@ def main() -> int:
             for step in args.steps:
                 model = pt / "export" if step == final else pt / "snapshots" / f"step={step}"
                 for lr in args.ft_lrs:
-                    ft_jobs.append((str(FINETUNE), f"ft_d{tag(d)}_s{s}_t{step}_lr{tag(lr)}",
-                                    [*common, tracking(f"ft_s{s}"), f"run.seed={s}", f"model.path={model}",
+                    name = f"ft_d{tag(d)}_s{s}_t{step}_lr{tag(lr)}"
+                    ft_jobs.append((str(FINETUNE), name,
+                                    [*common, tracking(name), f"run.seed={s}", f"model.path={model}",
                                      f"data.tokenizer={pt / 'export'}", f"optim.lr={lr}"]))
     run_all(ft_jobs, args.workers)
 
@@ -105,7 +107,8 @@ def main() -> int:
         for name, extra in (("law", []), ("law_forecast", ["--fit-delta-max", "0.05", "--delta-max", "0.2"])):
             subprocess.run([sys.executable, "-m", "litplug.cli", "spt", "fit-law", *law_runs, "--out",
                             str(out / name), "--budget", str(final * 1024), "--budget", str(10 * final * 1024),
-                            "--budget", str(100 * final * 1024), *extra], check=False)
+                            "--budget", str(100 * final * 1024), "--tracking-uri",
+                            f"sqlite:///{out / 'mlflow' / 'fit_law.db'}", *extra], check=False)
     return 0
 
 

@@ -151,3 +151,17 @@ def test_sampled_positions_are_a_subset_of_at_most_k_per_row() -> None:
 def test_idf_counts_rows_not_occurrences() -> None:
     rows = torch.tensor([[1, 2, 2, 0, 0, 3], [2, 3, 4, 5, 0, 4]]).numpy()  # tokens | n_prompt | length
     assert row_document_frequency(rows, 6).tolist() == [0, 1, 2, 1, 1, 1]
+
+
+def test_idf_weights_of_a_run_favour_rare_tokens(tiny_tokenizer) -> None:
+    from litplug_fsp.idf import idf_weights
+
+    from litplug.config import load_config
+    from litplug.testing import TINY_OVERRIDES
+
+    weights = idf_weights(load_config(None, TINY_OVERRIDES), tiny_tokenizer, len(tiny_tokenizer))
+    vocab = tiny_tokenizer.get_vocab()
+    assert weights.mean().item() == pytest.approx(1.0)
+    assert weights[vocab["="]] == weights.min()  # in every row
+    assert weights[vocab["<unk>"]] == weights.max()  # in none
+    assert weights[vocab["7"]] < weights[vocab["<unk>"]]

@@ -13,7 +13,6 @@ import argparse
 import json
 import statistics
 from pathlib import Path
-from typing import Any
 
 from litplug import config as config_mod
 from litplug import run as run_mod
@@ -26,17 +25,17 @@ CELLS = {  # name: (pretraining with pauses, finetuning overrides)
     "PausePT_StdFT": (True, ["plugins.pause.num_pauses=0"]),
     "PausePT_PauseFT": (True, []),
 }
+EXACT_MATCH, VAL_LOSS = "eval/arithmetic/exact_match", "val/arithmetic/loss"
 
 
-def train(config: str, overrides: list[str]) -> Any:
-    """Train (or reuse a finished run) and return (run dir, exact match)."""
+def train(config: str, overrides: list[str]) -> tuple[Path, dict[str, float]]:
+    """Train (or reuse a finished run) and return (run dir, its final metrics)."""
     run = run_mod.setup(str(EXAMPLES / config), overrides)
     results_file = run.run_dir / "results.json"
     if not results_file.is_file():
         run_mod.train(run)
         (run.run_dir / "config.yaml").write_text(config_mod.to_yaml(run.cfg))  # also without tracking
-    results = json.loads(results_file.read_text())
-    return run.run_dir, results["eval"]["arithmetic"]["exact_match"]
+    return run.run_dir, json.loads(results_file.read_text())["metrics"]
 
 
 def evaluate(run_dir: Path, inference_pauses: int) -> float:
@@ -62,23 +61,24 @@ def main() -> None:
         for paused in (False, True):
             name = f"{'pause' if paused else 'std'}_pt_s{seed}"
             extra = [] if paused else ["plugins.pause.enabled=false"]
-            run_dir, em = train("pause_pretrain.yaml", [*common, f"run.name={name}", f"run.seed={seed}", *extra,
-                                                        *args.pt])
+            run_dir, metrics = train("pause_pretrain.yaml", [*common, f"run.name={name}", f"run.seed={seed}",
+                                                             *extra, *args.pt])
             exports[paused] = (run_dir / "export").resolve()
-            table.setdefault(f"pretrain_{'pause' if paused else 'std'}", []).append(em)
+            table.setdefault(f"pretrain_{'pause' if paused else 'std'}", []).append(metrics[EXACT_MATCH])
         for cell, (paused, extra) in CELLS.items():
             export = exports[paused]
-            run_dir, em = train("pause_finetune.yaml", [*common, f"run.name={cell}_s{seed}", f"run.seed={seed}",
-                                                        f"model.path={export}", f"data.tokenizer={export}", *extra,
-                                                        *args.ft])
-            table.setdefault(cell, []).append(em)
+            run_dir, metrics = train("pause_finetune.yaml", [*common, f"run.name={cell}_s{seed}", f"run.seed={seed}",
+                                                             f"model.path={export}", f"data.tokenizer={export}", *extra,
+                                                             *args.ft])
+            table.setdefault(cell, []).append(metrics[EXACT_MATCH])
+            table.setdefault(f"{cell} answer loss (val)", []).append(metrics[VAL_LOSS])
             if cell.endswith("PauseFT"):
-                m = run_mod.config_mod.load_config(str(run_dir / "config.yaml")).plugins.pause.num_pauses
+                m = config_mod.load_config(str(run_dir / "config.yaml")).plugins.pause.num_pauses
                 for m_inf in (0, m // 2):
                     table.setdefault(f"{cell} M_inf={m_inf}", []).append(evaluate(run_dir, m_inf))
         (Path(args.out) / "grid.json").write_text(json.dumps(table, indent=2))
         print(json.dumps({k: v for k, v in table.items()}), flush=True)
-    print("| cell | exact match, mean ± sd | per seed |\n|---|---|---|")
+    print("| cell | mean ± sd | per seed |\n|---|---|---|")
     for cell, values in table.items():
         sd = statistics.stdev(values) if len(values) > 1 else 0.0
         print(f"| {cell} | {statistics.mean(values):.3f} ± {sd:.3f} | {', '.join(f'{v:.3f}' for v in values)} |")

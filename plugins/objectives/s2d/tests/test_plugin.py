@@ -24,15 +24,6 @@ class TestConformance(PluginConformance):
     config = ACTIVE
 
 
-def test_penalty_is_a_logged_loss_term_and_layers_are_selected(litplug_run: Callable[..., Any]) -> None:
-    run = litplug_run({"s2d": ACTIVE})
-    decay = run.module.aux["s2d"]
-    assert sum(k > 0 for k in decay.k_targets) == len(decay.names) == 14  # 7 linear layers x 2 blocks
-    metrics = run.results["metrics"]
-    assert metrics["train/s2d"] > 0
-    assert metrics["train/loss"] == pytest.approx(metrics["train/lm"] + metrics["train/s2d"], rel=1e-6)
-
-
 def test_lambda_zero_is_bit_identical_to_no_plugin(litplug_run: Callable[..., Any]) -> None:
     plain = litplug_run(None, name="plain")
     zero = litplug_run({"s2d": {**ACTIVE, "lam": 0.0, "selection": "pcdr", "refresh_every": 2}}, name="zero")
@@ -42,7 +33,8 @@ def test_lambda_zero_is_bit_identical_to_no_plugin(litplug_run: Callable[..., An
     assert zero.results["metrics"]["train/lm"] == plain.results["metrics"]["train/lm"]
 
 
-def test_svd_runs_ceil_steps_over_m_times(litplug_run: Callable[..., Any], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_svd_runs_ceil_steps_over_m_times_and_the_penalty_is_a_logged_term(
+        litplug_run: Callable[..., Any], monkeypatch: pytest.MonkeyPatch) -> None:
     import litplug_s2d.regularizer as regularizer
 
     calls = []
@@ -57,6 +49,10 @@ def test_svd_runs_ceil_steps_over_m_times(litplug_run: Callable[..., Any], monke
     decay = run.module.aux["s2d"]
     assert int(decay.refreshes) == 3  # steps 0, 2, 4 of 5 = ceil(5 / 2)
     assert len(calls) == 3 * len(decay.names)
+    assert sum(k > 0 for k in decay.k_targets) == len(decay.names) == 14  # 7 linear layers x 2 blocks
+    metrics = run.results["metrics"]
+    assert metrics["train/s2d"] > 0 and metrics["train/s2d_selected_layers"] == 14
+    assert metrics["train/loss"] == pytest.approx(metrics["train/lm"] + metrics["train/s2d"], rel=1e-6)
 
 
 @pytest.mark.parametrize(("option", "message"), [
