@@ -71,7 +71,7 @@ def build_model(model_cfg: DictConfig, tokenizer: PreTrainedTokenizerBase) -> Pr
         )
         if model.get_input_embeddings().num_embeddings < len(tokenizer):
             model.resize_token_embeddings(len(tokenizer))
-        return model
+        return model.train()  # from_pretrained returns eval mode; training needs train mode (dropout etc.)
     extra = OmegaConf.to_container(model_cfg.extra, resolve=True) or {}
     try:
         config = AutoConfig.for_model(

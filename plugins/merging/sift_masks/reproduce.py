@@ -47,11 +47,14 @@ def train(config: Path, overrides: list[str], sift: bool) -> Path:
     if (run_dir / "export" / "model.safetensors").is_file() and (run_dir / "config.yaml").is_file():
         return run_dir
     shutil.rmtree(run_dir, ignore_errors=True)
+    started = time.perf_counter()
     if sift:
-        return train_task(str(config), overrides)
-    run = run_mod.setup(str(config), overrides)
-    run_mod.train(run)
-    (run_dir / "config.yaml").write_text(config_mod.to_yaml(run.cfg))
+        train_task(str(config), overrides)
+    else:
+        run = run_mod.setup(str(config), overrides)
+        run_mod.train(run)
+        (run_dir / "config.yaml").write_text(config_mod.to_yaml(run.cfg))
+    (run_dir / "train_seconds.txt").write_text(f"{time.perf_counter() - started:.3f}\n")
     return run_dir
 
 
@@ -100,6 +103,10 @@ def main() -> None:
     parser.add_argument("--eval-examples", type=int, default=None, help="default: the task config's eval.num_examples")
     parser.add_argument("--ties-density", type=float, default=0.2)
     parser.add_argument("--plain", action="store_true", help="also finetune every task without sift_masks")
+    parser.add_argument("--same-task", default=None, metavar="NAME",
+                        help="instead of 16 variants: --owners owners of this one variant, each with its own "
+                             "private examples (data.seed 5000 + owner)")
+    parser.add_argument("--owners", type=int, default=16)
     parser.add_argument("--scales", default="1,2,4,8,16", help="lambda values of the merge-scale sweep")
     parser.add_argument("overrides", nargs="*", help="extra key=value for every finetune")
     args = parser.parse_args()
@@ -110,18 +117,23 @@ def main() -> None:
     base_run = train(Path(args.pretrain_config), [f"run.output_dir={runs_dir}", "run.name=sift_base"], sift=False)
     base = base_run / "export"
     sources = sources_of(Path(args.pretrain_config))
+    data_seeds: dict[str, int] = {}
+    if args.same_task:
+        (chosen,) = [s for s in sources if s["name"] == args.same_task]
+        sources = [{**chosen, "name": f"{chosen['name']}_o{i}"} for i in range(args.owners)]
+        data_seeds = {s["name"]: 5000 + i for i, s in enumerate(sources)}
     names = [s["name"] for s in sources]
     common = [f"model.path={base}", f"data.tokenizer={base}", f"run.output_dir={runs_dir}", *args.overrides]
 
     def task_overrides(i: int, source: dict[str, Any], prefix: str = "") -> list[str]:
         private = {k: source[k] for k in ("name", "task", "params")} | {"num_train": args.owner_examples}
+        seed = [f"data.seed={data_seeds[source['name']]}"] if source["name"] in data_seeds else []
         return [*common, f"run.name={prefix}{source['name']}", f"run.seed={i + 1}",
-                f"data.sources=[{json.dumps(private)}]"]
+                f"data.sources=[{json.dumps(private)}]", *seed]
 
-    runs, train_s = {}, {}
-    for i, source in enumerate(sources):
-        runs[source["name"]], train_s[source["name"]] = timed(
-            train, Path(args.task_config), task_overrides(i, source), sift=True)
+    runs = {s["name"]: train(Path(args.task_config), task_overrides(i, s), sift=True) for i, s in enumerate(sources)}
+    train_s = {n: float((run / "train_seconds.txt").read_text()) for n, run in runs.items()
+               if (run / "train_seconds.txt").is_file()}
     plain = {}
     if args.plain:
         for i, source in enumerate(sources):
@@ -219,7 +231,7 @@ def main() -> None:
                                "base": table[forget]["base"]},
         "seconds": {"sift_unlearn_subtract": unlearn_s, "sift_unlearn_by_retraining": unlearn_retrain_s,
                     "ties_rebuild_without_task": ties_rebuild_s, "sift_store_rebuild_without_task": rebuild_s,
-                    "finetune_one_task_mean": float(np.mean(list(train_s.values()))),
+                    "finetune_one_task_mean": float(np.mean(list(train_s.values()))) if train_s else None,
                     "sift_add_mean": float(np.mean(list(add_s.values())))},
     }
     shutil.rmtree(work, ignore_errors=True)

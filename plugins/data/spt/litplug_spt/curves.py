@@ -56,13 +56,18 @@ def curve_from_run(run_dir: Path) -> tuple[Curve, str]:
     client = mlflow.MlflowClient(tracking_uri=info["tracking_uri"])
 
     def history(key: str) -> dict[int, float]:
-        return {m.step: m.value for m in client.get_metric_history(info["run_id"], key)}
+        try:
+            return {m.step: m.value for m in client.get_metric_history(info["run_id"], key)}
+        except mlflow.exceptions.MlflowException as exc:
+            raise ConfigError(f"fit-law: cannot read the MLflow history of run '{run_dir}' (run id "
+                              f"{info['run_id']} in {info['tracking_uri']}): {exc.message}") from None
 
     test, train, tokens = history(val_loss_key(domain)), history(train_split_loss_key(domain)), history(TOKENS_METRIC)
     steps = sorted(set(test) & set(train))
     if not steps or len(tokens) < 2:
-        raise ConfigError(f"fit-law: run '{run_dir}' logged no {val_loss_key(domain)} / "
-                          f"{train_split_loss_key(domain)} / {TOKENS_METRIC} history.")
+        raise ConfigError(f"fit-law: run '{run_dir}' has no {val_loss_key(domain)} / "
+                          f"{train_split_loss_key(domain)} / {TOKENS_METRIC} history in {info['tracking_uri']} "
+                          "(was it trained with plugins.spt and trainer.val_check_interval set?).")
     # T grows linearly with the logged step; metrics logged at the same step share its T.
     slope, intercept = np.polyfit(sorted(tokens), [tokens[s] for s in sorted(tokens)], 1)
     return Curve(delta=float(spt["delta"]), tokens=np.array([slope * s + intercept for s in steps]),

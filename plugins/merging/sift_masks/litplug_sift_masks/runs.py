@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -92,8 +93,6 @@ def add_run(store_root: Path, run_dir: Path, name: str | None = None) -> dict[st
         return store.add(resolve_model_dir(run_dir), record)
     except BaseException:
         if created:  # a store this call created holds nothing else: leave no trace of it
-            import shutil
-
             shutil.rmtree(store_root, ignore_errors=True)
         raise
 

@@ -81,3 +81,20 @@ def test_rerunning_a_task_reproduces_its_vector(sift_runs: dict[str, Path],
     assert any(bool((t != 0).any()) for t in first.values())
     other = _task_vector(sift_runs["mul"], sift_runs["base"])
     assert not all(torch.equal(first[n], other[n]) for n in first)
+
+
+def test_reset_momentum_zeroes_adams_first_moment_only_where_reset() -> None:
+    from litplug_sift_masks.projection import SignProjector
+
+    param = torch.nn.Parameter(torch.zeros(256))
+    optimizer = torch.optim.Adam([param], lr=0.1)
+    projector = SignProjector({"w": param.detach()}, seed=0)
+    param.grad = torch.randn(256, generator=torch.Generator().manual_seed(0))
+    optimizer.step()
+    against = torch.where(sign_positive("w", (256,), 0), param.detach() < 0, param.detach() > 0)
+    assert 0 < int(against.sum()) < 256
+    reset, nonzero, total = projector.project_([("w", param)], optimizer)
+    assert (reset, nonzero, total) == (int(against.sum()), 256 - int(against.sum()), 256)
+    assert (param.detach()[against] == 0).all() and (param.detach()[~against] != 0).all()
+    first_moment = optimizer.state[param]["exp_avg"]
+    assert (first_moment[against] == 0).all() and (first_moment[~against] != 0).all()

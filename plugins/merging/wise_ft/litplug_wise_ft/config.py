@@ -35,6 +35,9 @@ class WiseFTConfig:
     # [U] earliest step that may be "best"; 0 admits the starting model (the original WiSE-FT,
     # which interpolates with the zero-shot model), 1 keeps the choice among finetuning checkpoints.
     select_min_step: int = 1
+    # [U] latest step that may be "best" (None: any step). The paper interpolates with an *early*
+    # checkpoint; on a noisy, flat pass@k curve an unbounded argmax can land late in training.
+    select_max_step: int | None = None
     output_subdir: str = "wise_ft"  # under the run directory
 
     def __post_init__(self) -> None:
@@ -59,6 +62,9 @@ class WiseFTConfig:
                              f"score_k={list(self.score_k)} (got '{self.select_metric}').")
         if self.select_min_step < 0:
             raise ValueError(f"select_min_step must be >= 0 (got {self.select_min_step}).")
+        if self.select_max_step is not None and self.select_max_step < self.select_min_step:
+            raise ValueError(f"select_max_step ({self.select_max_step}) must be >= select_min_step "
+                             f"({self.select_min_step}).")
         if not self.output_subdir or "/" in self.output_subdir or self.output_subdir in (".", ".."):
             raise ValueError(f"output_subdir must be a plain folder name (got '{self.output_subdir}').")
         self.keep_steps = sorted(set(self.keep_steps))

@@ -111,7 +111,8 @@ class EarlyCheckpointKeeper(Callback):
         model.train(was_training)
         self.history.append({"step": step, **scores})
         value = scores[c.select_metric]
-        if step >= c.select_min_step and (self.best is None or value > self.best["value"]):
+        eligible = c.select_min_step <= step <= (step if c.select_max_step is None else c.select_max_step)
+        if eligible and (self.best is None or value > self.best["value"]):
             self._export(pl_module, self.root / BEST_DIR)
             self.best = {"step": step, "metric": c.select_metric, "value": value}
         for logger in trainer.loggers:

@@ -31,6 +31,9 @@ class WiseFTPlugin:
         if late:
             raise ConfigError(f"plugins.wise_ft.keep_steps has step(s) {late} after the last step "
                               f"(trainer.max_steps={config.trainer.max_steps}); they would never be kept.")
+        if c.score_every_n_steps and c.select_min_step > config.trainer.max_steps:
+            raise ConfigError(f"plugins.wise_ft.select_min_step={c.select_min_step} is after the last step "
+                              f"(trainer.max_steps={config.trainer.max_steps}), so no checkpoint could be best.")
         if not c.keep_steps and not c.score_every_n_steps:
             print("wise_ft: neither keep_steps nor score_every_n_steps is set, so no early checkpoint is kept.",
                   flush=True)

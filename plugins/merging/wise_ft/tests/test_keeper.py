@@ -15,7 +15,7 @@ from litplug.errors import ConfigError
 from litplug.testing import TINY_OVERRIDES, PluginConformance, run_training, state_equal
 
 KEEPER = {"keep_steps": [0, 2, 4], "score_every_n_steps": 2, "score_n": 4, "score_k": [1, 2],
-          "score_num_examples": 4, "select_metric": "pass@2", "select_min_step": 0}
+          "score_num_examples": 4, "select_metric": "pass@2", "select_min_step": 0, "select_max_step": 2}
 
 
 class TestConformance(PluginConformance):
@@ -64,7 +64,8 @@ def test_best_is_the_argmax_of_the_scored_history(runs: dict[str, Any]) -> None:
     run = runs["full"]
     sel = selection(run)
     assert [h["step"] for h in sel["history"]] == [0, 2, 4]
-    best = max(sel["history"], key=lambda h: (h["pass@2"], -h["step"]))
+    early = [h for h in sel["history"] if h["step"] <= 2]  # select_max_step bounds the window
+    best = max(early, key=lambda h: (h["pass@2"], -h["step"]))
     assert sel["best"] == {"step": best["step"], "metric": "pass@2", "value": best["pass@2"]}
     kept = run.run_dir / "wise_ft"
     best_weights = load_file(kept / "best" / "model.safetensors")
@@ -109,6 +110,7 @@ def test_unknown_score_source_is_a_config_error(tmp_path: Path) -> None:
     ({"keep_steps": [-1]}, "keep_steps"),
     ({"score_split": "dev"}, "score_split"),
     ({"output_subdir": "../elsewhere"}, "output_subdir"),
+    ({"select_min_step": 3, "select_max_step": 2}, "select_max_step"),
 ])
 def test_bad_options_are_config_errors(options: dict[str, Any], key: str) -> None:
     from litplug.config import load_config
@@ -117,3 +119,37 @@ def test_bad_options_are_config_errors(options: dict[str, Any], key: str) -> Non
 
     with pytest.raises(ConfigError, match=key):
         load_plugins(load_config(None, plugin_overrides({"wise_ft": options})))
+
+
+def test_best_is_chosen_inside_the_early_window(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Scripted scores: the global peak (step 30) is outside [select_min_step, select_max_step] = [10, 20]."""
+    from types import SimpleNamespace
+
+    import litplug_wise_ft.keeper as keeper_mod
+    from litplug_wise_ft.config import WiseFTConfig
+
+    from litplug.config import SourceConfig
+
+    scripted = {0: 0.9, 10: 0.5, 20: 0.6, 30: 0.95, 40: 0.4}
+    step_now = {"step": 0}
+    monkeypatch.setattr(keeper_mod, "score_model", lambda *a, **k: {"pass@1": 0.1, "pass@4": scripted[step_now["step"]],
+                                                                     "majority_vote": 0.0, "greedy": 0.0,
+                                                                     "var_rho": 0.0})
+    exported: list[tuple[int, str]] = []
+    cfg = WiseFTConfig(score_every_n_steps=10, score_k=[1, 4], select_metric="pass@4", select_min_step=10,
+                       select_max_step=20)
+    keeper = keeper_mod.EarlyCheckpointKeeper(cfg, tmp_path)
+    monkeypatch.setattr(keeper, "_export", lambda module, target: exported.append((step_now["step"], target.name)))
+    trainer = SimpleNamespace(is_global_zero=True, loggers=[],
+                              datamodule=SimpleNamespace(sources=[SourceConfig(task="arithmetic")]))
+    module = SimpleNamespace(model=torch.nn.Linear(1, 1), tokenizer=None, pm=None,
+                             cfg=SimpleNamespace(data=SimpleNamespace(seed=0), run=SimpleNamespace(seed=0)))
+    for step in scripted:
+        step_now["step"] = step
+        keeper._at_step(trainer, module, step)  # type: ignore[arg-type]
+        keeper._at_step(trainer, module, step)  # a second batch ending at the same step does nothing
+    assert [h["step"] for h in keeper.history] == [0, 10, 20, 30, 40]
+    assert keeper.best == {"step": 20, "metric": "pass@4", "value": 0.6}
+    assert exported == [(10, "best"), (20, "best")]
+    saved = json.loads((tmp_path / "wise_ft" / "selection.json").read_text())
+    assert saved["best"]["step"] == 20 and len(saved["history"]) == 5
