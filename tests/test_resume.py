@@ -81,7 +81,7 @@ def test_sigkill_mid_run_then_same_command_is_bit_identical(tmp_path: Path, litp
     assert a.keys() == b.keys()
     assert [k for k in a if not torch.equal(a[k], b[k])] == []
     full_losses, resumed_losses = _losses(tmp_path, tmp_path / "full"), _losses(tmp_path, killed_dir)
-    assert sorted(full_losses) == sorted(resumed_losses) == list(range(1, 9))
+    assert sorted(full_losses) == sorted(resumed_losses) and len(full_losses) == 8
     for step, values in resumed_losses.items():  # step 5 was logged before the kill and again after
         assert values == [full_losses[step][0]] * len(values), f"step {step}: {values} vs {full_losses[step]}"
 

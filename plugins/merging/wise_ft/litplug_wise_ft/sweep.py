@@ -92,6 +92,9 @@ def resolve_target(task: str, task_params: dict[str, Any] | None, config: str | 
             names = ", ".join(source_name(s) for s in source_specs(cfg))
             raise ConfigError(f"--eval '{task}' is not a data source of --config '{config}' (sources: {names}).")
     if spec is None:
+        if cfg is not None:
+            print(f"note: --eval '{task}' is not a data source of {config_path}; using the task's default "
+                  "parameters (set them with --task-params).", flush=True)
         spec = SourceConfig(task=task)
     if task_params:
         spec.params = {**dict(spec.params or {}), **task_params}

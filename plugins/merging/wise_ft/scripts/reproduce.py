@@ -7,8 +7,9 @@
    on the validation split (to choose α) and on the test split (to report).
 
 Then it prints (and writes to OUT/summary.md) the mean ± std over seeds of test pass@1/4/16, majority
-vote and greedy accuracy for the early model (α=0), the late model (α=1), α=0.5 and the α chosen on
-validation pass@16. Finished steps are skipped when re-run.
+vote and greedy accuracy for the early model (α=0), the late model (α=1), α=0.5 (the default, fixed
+in advance) and the α chosen on validation pass@1 and on validation pass@16. Finished steps are
+skipped when re-run.
 
     OMP_NUM_THREADS=1 python plugins/merging/wise_ft/scripts/reproduce.py --out /tmp/me/wise_ft --seeds 0 1 2
 """
@@ -56,15 +57,15 @@ def seed_summary(run: Path) -> dict[str, Any]:
     selection = json.loads((run / "wise_ft" / "selection.json").read_text())
     val = json.loads((run / "sweep_validation" / "sweep.json").read_text())
     test = json.loads((run / "sweep_test" / "sweep.json").read_text())
-    alpha_star = val["best"]["pass@16"]["alpha"]
+    alpha_k, alpha_1 = val["best"]["pass@16"]["alpha"], val["best"]["pass@1"]["alpha"]
     history = selection["history"]
     return {
         "early_step": selection["best"]["step"],
-        "alpha_star": alpha_star,
+        "alpha_star": {"pass@16": alpha_k, "pass@1": alpha_1},
         "curve": {"start": history[0], "best": next(h for h in history if h["step"] == selection["best"]["step"]),
                   "last": history[-1]},
         "test": {"early (α=0)": row_at(test, 0.0), "late (α=1)": row_at(test, 1.0), "α=0.5": row_at(test, 0.5),
-                 "α* (val pass@16)": row_at(test, alpha_star)},
+                 "α* (val pass@1)": row_at(test, alpha_1), "α* (val pass@16)": row_at(test, alpha_k)},
     }
 
 
@@ -81,11 +82,12 @@ def markdown(summaries: dict[int, dict[str, Any]]) -> str:
         cells = [mean_std([summaries[s]["test"][model][m] for s in seeds]) for m in METRICS]
         lines.append(f"| {model} | " + " | ".join(cells) + " |")
     lines += ["", "Validation curve during finetuning (128 prompts, n = 16): step, pass@1, pass@16.", "",
-              "| seed | start | early (kept) | last | α* |", "|---|---|---|---|---|"]
+              "| seed | start | early (kept) | last | α* by val pass@1 / pass@16 |", "|---|---|---|---|---|"]
     for s in seeds:
         c = summaries[s]["curve"]
         cell = [f"step {c[k]['step']}: {c[k]['pass@1']:.3f} / {c[k]['pass@16']:.3f}" for k in ("start", "best", "last")]
-        lines.append(f"| {s} | " + " | ".join(cell) + f" | {summaries[s]['alpha_star']:g} |")
+        star = summaries[s]["alpha_star"]
+        lines.append(f"| {s} | " + " | ".join(cell) + f" | {star['pass@1']:g} / {star['pass@16']:g} |")
     return "\n".join(lines) + "\n"
 
 
