@@ -80,7 +80,7 @@ def _split_loss(module: L.LightningModule, directory: Path, batch_size: int, los
 class SPTMonitor(Callback):
     """Logs the paper's quantities and keeps the finetuning stage's best weights.
 
-    - ``spt/tokens`` T and ``spt/domain_epochs`` E = T * delta / |D| (|D| = domain training tokens) on
+    - ``spt/tokens`` T and ``spt/domain_epochs`` E = T * delta / |D| (|D| = distinct domain tokens) on
       every step; the core logs the realised ``data/<source>/fraction`` and ``epochs`` beside them.
     - ``val/<domain>/train_split_loss`` at every validation: the domain loss on data it trains on,
       the scaling law's L_train (``val/<domain>/loss`` on held-out data is L_test).
@@ -140,7 +140,8 @@ class SPTMonitor(Callback):
         if step in self.spt.snapshot_steps and step not in self._snapshots_done:
             self._snapshots_done.add(step)
             if trainer.is_global_zero:
-                export_hf(pl_module.model, dm_tokenizer(trainer), run_dir(self.config) / "snapshots" / f"step={step}")
+                target = run_dir(self.config) / "snapshots" / f"step={step}"
+                export_hf(pl_module.model, trainer.datamodule.tokenizer, target)
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or self._domain_train_dir is None:
@@ -165,10 +166,6 @@ class SPTMonitor(Callback):
             trainer.callback_metrics[key] = torch.tensor(value)
         if trainer.logger is not None and final:
             trainer.logger.log_metrics(final, step=trainer.global_step)
-
-
-def dm_tokenizer(trainer: L.Trainer) -> Any:
-    return trainer.datamodule.tokenizer
 
 
 def warn_sources_running_out(dm: Any, rows_in_run: int) -> None:

@@ -8,7 +8,6 @@ import math
 
 import mlflow
 import pytest
-
 from litplug_spt.curves import curve_from_run
 
 from .conftest import DOC_LENGTH, NUM_DOCUMENTS, PAIR, SEQ_LEN

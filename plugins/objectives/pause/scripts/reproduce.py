@@ -34,7 +34,6 @@ def train(config: str, overrides: list[str]) -> tuple[Path, dict[str, float]]:
     results_file = run.run_dir / "results.json"
     if not results_file.is_file():
         run_mod.train(run)
-        (run.run_dir / "config.yaml").write_text(config_mod.to_yaml(run.cfg))  # also without tracking
     return run.run_dir, json.loads(results_file.read_text())["metrics"]
 
 

@@ -46,12 +46,6 @@ def fake_module() -> Any:
 @pytest.fixture(scope="session")
 def pause_pretrained(tmp_path_factory: pytest.TempPathFactory, litplug_data_cache: Path) -> Any:
     """A tiny pause-pretrained run (export/ holds the pause token): the start of the finetuning tests."""
-    from litplug.config import to_yaml
-
     root = tmp_path_factory.mktemp("pause-pretrained")
-    run = run_training(root, {"pause": {"mode": "pretrain", "inference_pauses": 2}},
-                       cache_dir=litplug_data_cache, name="pt")
-    config = run.run_dir / "config.yaml"
-    if not config.is_file():  # the core writes it only when tracking is on; `litplug eval RUN` needs it
-        config.write_text(to_yaml(run.cfg))
-    return run
+    return run_training(root, {"pause": {"mode": "pretrain", "inference_pauses": 2}},
+                        cache_dir=litplug_data_cache, name="pt")
