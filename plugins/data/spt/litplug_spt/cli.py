@@ -7,8 +7,12 @@ import argparse
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from litplug.errors import ConfigError
+
+if TYPE_CHECKING:  # the fitter's imports (scipy, matplotlib) load only when the verb runs
+    from litplug_spt.law import Curve
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -27,6 +31,10 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                      help="largest delta to recommend (default: the largest pilot delta: no extrapolation)")
     fit.add_argument("--fit-delta-max", type=float, default=None,
                      help="fit only on pilot runs with delta <= this (to check forecasts on the others)")
+    fit.add_argument("--fit-delta-min", type=float, default=None,
+                     help="fit only on pilot runs with delta >= this (e.g. to leave out runs at delta = 0)")
+    fit.add_argument("--fit-min-tokens", type=float, default=0.0,
+                     help="fit only points with T >= this (leave out the early, warmup-dominated validations)")
     fit.add_argument("--token-unit", type=float, default=1e6, help="T is fitted in units of this many tokens")
     fit.add_argument("--tracking-uri", default=None,
                      help="MLflow tracking URI (default: the first run's; for CSV input sqlite:///OUT/mlflow.db)")
@@ -44,7 +52,9 @@ def fit_law_command(args: argparse.Namespace) -> int:
     if args.token_unit <= 0:
         raise ConfigError(f"--token-unit must be positive (got {args.token_unit}).")
     curves, run_uri = load_curves(args.inputs)
-    fitted = [c for c in curves if args.fit_delta_max is None or c.delta <= args.fit_delta_max]
+    fitted = [after_tokens(c, args.fit_min_tokens) for c in curves
+              if (args.fit_delta_max is None or c.delta <= args.fit_delta_max)
+              and (args.fit_delta_min is None or c.delta >= args.fit_delta_min)]
     fit = fit_law(fitted, token_unit=args.token_unit)
     delta_max = args.delta_max if args.delta_max is not None else max(c.delta for c in fitted)
     if not 0 < delta_max <= 1:
@@ -59,9 +69,10 @@ def fit_law_command(args: argparse.Namespace) -> int:
     for budget in budgets:
         delta, loss = recommend_delta(fit.law, budget, delta_max)
         recommendations.append({"tokens": budget, "delta": delta, "predicted_test_loss": loss})
+    fitted_labels = {c.label for c in fitted}
     held_out = [{"label": c.label, "delta": c.delta,
                  "rmse_test": float(((fit.law.test_loss(c.tokens, c.delta) - c.test_loss) ** 2).mean() ** 0.5)}
-                for c in curves if c not in fitted]
+                for c in (after_tokens(c, args.fit_min_tokens) for c in curves) if c.label not in fitted_labels]
     report = {"law": fit.law.to_dict(), "rmse_train": fit.rmse_train, "rmse_gap": fit.rmse_gap,
               "rmse_test": fit.rmse_test, "per_delta": {str(k): v for k, v in fit.per_delta.items()},
               "fitted_runs": [c.label for c in fitted], "forecast_runs": held_out,
@@ -82,6 +93,13 @@ def fit_law_command(args: argparse.Namespace) -> int:
         run_id = log_to_mlflow(uri, args.experiment, report, out)
         print(f"Logged to MLflow run {run_id} in {uri}")
     return 0
+
+
+def after_tokens(curve: Curve, min_tokens: float) -> Curve:
+    from litplug_spt.law import Curve
+
+    keep = curve.tokens >= min_tokens
+    return Curve(curve.delta, curve.tokens[keep], curve.train_loss[keep], curve.test_loss[keep], curve.label)
 
 
 def log_to_mlflow(uri: str, experiment: str, report: dict, out: Path) -> str:

@@ -34,7 +34,7 @@ _BOUNDS = {
 }
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity: the fields are arrays
 class Curve:
     """Domain losses of one pretraining run (or several seeds at one delta) against tokens."""
 
