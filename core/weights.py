@@ -10,10 +10,13 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from safetensors import safe_open
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+if TYPE_CHECKING:  # merges import this module: keep transformers out of their start-up
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 
 @contextmanager
