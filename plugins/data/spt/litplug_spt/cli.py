@@ -75,7 +75,8 @@ def fit_law_command(args: argparse.Namespace) -> int:
                 for c in (after_tokens(c, args.fit_min_tokens) for c in curves) if c.label not in fitted_labels]
     report = {"law": fit.law.to_dict(), "rmse_train": fit.rmse_train, "rmse_gap": fit.rmse_gap,
               "rmse_test": fit.rmse_test, "per_delta": {str(k): v for k, v in fit.per_delta.items()},
-              "fitted_runs": [c.label for c in fitted], "forecast_runs": held_out,
+              "fitted_runs": [c.label for c in fitted], "fitted_points": sum(len(c.tokens) for c in fitted),
+              "forecast_runs": held_out,
               "delta_max": delta_max, "recommendations": recommendations}
     (out / "law.json").write_text(json.dumps(report, indent=2))
     write_csv(curves, out / "curves.csv")

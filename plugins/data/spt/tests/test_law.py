@@ -64,10 +64,11 @@ def test_fit_law_cli_writes_plot_json_and_logs_to_mlflow(tmp_path) -> None:
     write_csv(data, law_curves())
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     code = main(["spt", "fit-law", str(data), "--out", str(tmp_path / "fit"), "--fit-delta-max", "0.05",
-                 "--delta-max", "0.1", "--budget", "1e8", "--tracking-uri", uri])
+                 "--delta-max", "0.1", "--budget", "1e8", "--fit-min-tokens", "1.5e5", "--tracking-uri", uri])
     assert code == 0
     report = json.loads((tmp_path / "fit" / "law.json").read_text())
     assert report["law"]["b_gap_s"] == pytest.approx(TRUE.b_gap_s, rel=1e-3)
+    assert report["fitted_points"] == 4 * int((TOKENS >= 1.5e5).sum())  # 4 deltas <= 5%, early points left out
     # fitted on delta <= 5%, the law forecasts the 10% run it never saw
     assert [r["delta"] for r in report["forecast_runs"]] == [0.1] and report["forecast_runs"][0]["rmse_test"] < 1e-6
     assert report["recommendations"][0]["delta"] == pytest.approx(recommend_delta(TRUE, 1e8, 0.1)[0], abs=1e-3)
