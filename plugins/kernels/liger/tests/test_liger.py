@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import types
 from pathlib import Path
 from typing import Any
 
@@ -152,7 +153,9 @@ def test_strict_without_cuda_exits_2_before_touching_the_run_dir(tmp_path: Path,
 
 def test_strict_with_a_cpu_accelerator_is_a_config_error(tiny_model: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(backend.torch.cuda, "is_available", lambda: True)
-    monkeypatch.setitem(sys.modules, "liger_kernel.transformers", object())  # import succeeds
+    # import succeeds even where liger-kernel is not installed (CI installs no GPU extras)
+    monkeypatch.setitem(sys.modules, "liger_kernel", types.ModuleType("liger_kernel"))
+    monkeypatch.setitem(sys.modules, "liger_kernel.transformers", types.ModuleType("liger_kernel.transformers"))
     plugin = LigerPlugin(LigerConfig(strict=True))
     with pytest.raises(ConfigError, match="plugins.liger.strict.*trainer.accelerator is 'cpu'"):
         plugin.configure_model(model=tiny_model, config=load_config(None, ["trainer.accelerator=cpu"]))
