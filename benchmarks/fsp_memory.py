@@ -1,9 +1,9 @@
 """Peak memory and time of one training step: NTP vs FSP-BCE (chunked), FSP-BCE (naive dense target), MTP.
 
 Each variant runs the real training step (``LitplugModule.compute_losses``: one backbone pass, the
-core's cross-entropy, the plugin's ``extra_losses``; then backward and an AdamW step) in a fresh
-child process, so the peak resident memory of its steps can be read from ``ru_maxrss``. Ratios are
-against the NTP step measured in the same invocation.
+core's cross-entropy, the plugin's ``extra_losses``; then backward and an AdamW step). Peak memory:
+each variant in a fresh child process, read from ``ru_maxrss`` above the built model. Time: all
+variants in one child process, stepping in turn, median per variant. Ratios are against NTP.
 
     .venv/bin/python benchmarks/fsp_memory.py                 # V = 32000, H = 256, 4 layers, B x T = 4 x 256
     .venv/bin/python benchmarks/fsp_memory.py --vocab 50257 --steps 5
@@ -57,14 +57,17 @@ class NaiveFSP:
         return {"fsp_bce": loss[valid].mean()}
 
 
-def measure(name: str, args: argparse.Namespace, queue: mp.Queue) -> None:
+def build(name: str, args: argparse.Namespace):
+    """The LitplugModule, optimizer and batch of one variant; every variant gets the same trunk."""
     import torch
     from litplug_fsp.config import FSPConfig
     from litplug_fsp.heads import head_for
+    from litplug_fsp.plugin import FSPPlugin
     from omegaconf import OmegaConf
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from litplug.config import RootConfig
+    from litplug.module import LitplugModule
     from litplug.plugins import new_manager, register_all
 
     torch.manual_seed(0)
@@ -78,34 +81,57 @@ def measure(name: str, args: argparse.Namespace, queue: mp.Queue) -> None:
     tokenizer = SimpleNamespace(eos_token_id=2)
     plugins, aux = {}, {}
     if isinstance(variant, dict):
-        from litplug_fsp.plugin import FSPPlugin
-
-        options = FSPConfig(tau=args.tau, **variant)
-        plugins["fsp"] = FSPPlugin(options)
+        plugins["fsp"] = FSPPlugin(FSPConfig(tau=args.tau, **variant))
         aux = plugins["fsp"].configure_model(model=model, tokenizer=tokenizer, config=cfg)
     elif variant == "naive":
         plugins["fsp"] = NaiveFSP(args.tau)
         aux = {"fsp": head_for(model, "block")}
     pm = new_manager()
     register_all(pm, plugins)
-    from litplug.module import LitplugModule
-
     module = LitplugModule(cfg, model, tokenizer, pm, aux)
     optimizer = torch.optim.AdamW(module.parameters(), lr=1e-4)
     ids = torch.randint(3, args.vocab, (args.batch, args.seq_len + 1))
     batch = {"input_ids": ids[:, :-1], "labels": ids[:, 1:], "attention_mask": torch.ones_like(ids[:, :-1])}
+    return module, optimizer, batch
+
+
+def train_step(module, optimizer, batch) -> float:
+    start = time.perf_counter()
+    module.compute_losses(dict(batch), "train")["loss"].backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return time.perf_counter() - start
+
+
+def peak_memory(name: str, args: argparse.Namespace, queue: mp.Queue) -> None:
+    """Child process: resident-memory high-water mark of two steps above the built model."""
+    step = build(name, args)
     baseline = rss_bytes()
-    times = []
-    for step in range(args.steps + 1):
-        start = time.perf_counter()
-        terms = module.compute_losses(dict(batch), "train")
-        terms["loss"].backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        if step > 0:  # the first step allocates the optimizer state: timed separately from the rest
-            times.append(time.perf_counter() - start)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - baseline
-    queue.put((name, peak, statistics.median(times)))
+    for _ in range(2):  # the first step also allocates the optimizer state
+        train_step(*step)
+    queue.put(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - baseline)
+
+
+def step_times(args: argparse.Namespace, queue: mp.Queue) -> None:
+    """Child process: all variants side by side, one step each in turn, so load changes hit them alike."""
+    steps = {name: build(name, args) for name in VARIANTS}
+    for step in steps.values():
+        train_step(*step)  # warm-up
+    times: dict[str, list[float]] = {name: [] for name in VARIANTS}
+    for _ in range(args.steps):
+        for name, step in steps.items():
+            times[name].append(train_step(*step))
+    queue.put({name: statistics.median(t) for name, t in times.items()})
+
+
+def in_child(target, *args):
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=target, args=(*args, queue))
+    proc.start()
+    result = queue.get()
+    proc.join()
+    return result
 
 
 def main() -> None:
@@ -116,24 +142,21 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--seq-len", type=int, default=256)
     parser.add_argument("--tau", type=int, default=12)
-    parser.add_argument("--steps", type=int, default=3, help="timed steps per variant (after one warm-up step)")
+    parser.add_argument("--steps", type=int, default=5, help="timed steps per variant (after one warm-up step)")
     parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1")))
     args = parser.parse_args()
-    ctx = mp.get_context("spawn")
-    results = {}
-    for name in VARIANTS:
-        queue = ctx.Queue()
-        proc = ctx.Process(target=measure, args=(name, args, queue))
-        proc.start()
-        results[name] = queue.get()[1:]
-        proc.join()
+    # Large blocks straight from mmap and back to the OS when freed: resident memory then follows
+    # the live tensors, and the high-water mark is the step's peak (glibc reads this at start-up).
+    os.environ["MALLOC_MMAP_THRESHOLD_"] = "65536"
+    peaks = {name: in_child(peak_memory, name, args) for name in VARIANTS}
+    times = in_child(step_times, args)
     print(f"vocab {args.vocab}, hidden {args.hidden}, {args.layers} layers, "
           f"batch {args.batch} x {args.seq_len} tokens, tau {args.tau}, {args.threads} thread(s), "
-          f"median of {args.steps} steps")
-    ntp_peak, ntp_time = results["NTP"]
+          f"median of {args.steps} interleaved steps")
     print(f"{'variant':<30} {'peak MiB':>9} {'x NTP':>6} {'s/step':>8} {'x NTP':>6}")
-    for name, (peak, seconds) in results.items():
-        print(f"{name:<30} {peak / 2**20:>9.0f} {peak / ntp_peak:>6.2f} {seconds:>8.3f} {seconds / ntp_time:>6.2f}")
+    for name in VARIANTS:
+        print(f"{name:<30} {peaks[name] / 2**20:>9.0f} {peaks[name] / peaks['NTP']:>6.2f} "
+              f"{times[name]:>8.3f} {times[name] / times['NTP']:>6.2f}")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ from transformers import AutoModelForCausalLM
 
 from litplug.cli import main
 from litplug.generate import generate
-from litplug.run import setup
 from litplug.testing import TINY_OVERRIDES, PluginConformance, run_training
 
 
@@ -52,9 +51,7 @@ def trunk_grads(module) -> dict[str, torch.Tensor]:
     return {name: p.grad.clone() for name, p in module.model.named_parameters()}
 
 
-def test_aux_weight_zero_is_bit_identical_to_no_plugin(litplug_run, litplug_data_cache, tmp_path) -> None:
-    # warm the data cache first: a cold cache currently shifts the model's random init (see README)
-    setup(None, [*TINY_OVERRIDES, f"run.output_dir={tmp_path}", f"data.cache_dir={litplug_data_cache}"])
+def test_aux_weight_zero_is_bit_identical_to_no_plugin(litplug_run) -> None:
     plain = litplug_run(name="plain")
     zero = litplug_run({"fsp": {"tau": 4, "weight": 0.0}}, name="zero")
     assert zero.results["metrics"]["train/loss"] == plain.results["metrics"]["train/loss"]
