@@ -190,11 +190,23 @@ def build_parser(with_plugin_verbs: bool = False) -> argparse.ArgumentParser:
     return parser
 
 
+def parse(argv: Sequence[str], with_plugin_verbs: bool = False) -> argparse.Namespace:
+    """Parse a command line; ``key=value`` overrides may come before or after the --options."""
+    parser = build_parser(with_plugin_verbs=with_plugin_verbs)
+    args, extra = parser.parse_known_args(argv)
+    # argparse ends a verb's positional list at its first --option: collect the overrides that follow
+    if extra and hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):
+        args.overrides = [*args.overrides, *extra]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         plugin_verb = bool(argv) and not argv[0].startswith("-") and argv[0] not in BUILTIN_VERBS
-        args = build_parser(with_plugin_verbs=plugin_verb).parse_args(argv)
+        args = parse(argv, with_plugin_verbs=plugin_verb)
         if not getattr(args, "func", None):
             build_parser().print_help()
             return 2

@@ -193,10 +193,11 @@ def _apply_override(cfg: DictConfig, key: str, value: Any) -> None:
         node = _child(node, part, ".".join(parts[: depth + 1]), key)
     last = parts[-1]
     in_plugins = parts[0] == "plugins"
-    if isinstance(node, DictConfig) and last not in node and not in_plugins and not _is_open(node):
+    free_form = _is_free_form(node)
+    if isinstance(node, DictConfig) and last not in node and not in_plugins and not free_form:
         raise ConfigError(f"Unknown config key '{key}' in command-line override.{_suggest(last, list(node.keys()))}")
     try:
-        if in_plugins:
+        if in_plugins or free_form:
             with _open_struct(cfg):
                 OmegaConf.update(cfg, key, value, merge=True)
         else:
@@ -205,8 +206,12 @@ def _apply_override(cfg: DictConfig, key: str, value: Any) -> None:
         raise ConfigError(f"Override '{key}={value}' is invalid: {_first_line(exc)}") from None
 
 
-def _is_open(node: DictConfig) -> bool:
-    return OmegaConf.is_struct(node) is False
+def _is_free_form(node: Any) -> bool:
+    """A ``dict[str, Any]`` field (``plugins``, ``model.extra``, a task's ``params``) or a key the
+    override itself creates inside one: any key may be added there."""
+    if isinstance(node, _FreeFormNode):
+        return True
+    return isinstance(node, DictConfig) and (OmegaConf.is_struct(node) is False or OmegaConf.get_type(node) is dict)
 
 
 class _open_struct:
@@ -225,19 +230,19 @@ class _open_struct:
 def _child(node: Any, part: str, path: str, key: str) -> Any:
     if isinstance(node, DictConfig):
         if part not in node:
-            if path.startswith("plugins"):
-                return _MissingPluginNode()
+            if path.startswith("plugins") or _is_free_form(node):
+                return _FreeFormNode()
             raise ConfigError(f"Unknown config key '{path}' in override '{key}'.{_suggest(part, list(node.keys()))}")
         return node[part]
     if OmegaConf.is_list(node):
         if not part.isdigit() or int(part) >= len(node):
             raise ConfigError(f"Override '{key}': '{path}' is not an index of a list of {len(node)} items.")
         return node[int(part)]
-    return _MissingPluginNode()
+    return _FreeFormNode()
 
 
-class _MissingPluginNode:
-    """Placeholder while walking into a plugin section that the override itself creates."""
+class _FreeFormNode:
+    """Placeholder while walking into a free-form section that the override itself creates."""
 
 
 def _first_line(exc: Exception) -> str:

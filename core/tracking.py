@@ -5,12 +5,15 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from lightning.pytorch.loggers import MLFlowLogger
 from omegaconf import DictConfig, OmegaConf
 
 import litplug
+
+if TYPE_CHECKING:
+    from lightning.pytorch.loggers import MLFlowLogger
+    from mlflow import MlflowClient
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
@@ -43,9 +46,29 @@ def provenance_tags(plugins: dict[str, tuple[str | None, str | None]], config_pa
     return tags
 
 
+def artifact_location(uri: str) -> str | None:
+    """Artifacts of a new experiment in a sqlite store go beside the database file.
+
+    MLflow's default for a database store is ``./mlruns`` under whatever directory the command ran
+    in, which scatters a run's artifacts away from its metrics. A server (http) decides for itself.
+    """
+    if not uri.startswith("sqlite:///"):
+        return None
+    return (Path(uri.removeprefix("sqlite:///")).resolve().parent / "mlartifacts").as_uri()
+
+
+def experiment_id(client: MlflowClient, name: str, uri: str) -> str:
+    """The id of experiment ``name``, created (artifacts beside a sqlite store) if it is new."""
+    found = client.get_experiment_by_name(name)
+    return found.experiment_id if found else client.create_experiment(name, artifact_location(uri))
+
+
 def make_logger(cfg: DictConfig, tags: dict[str, str], run_id: str | None) -> MLFlowLogger:
-    return MLFlowLogger(experiment_name=cfg.tracking.experiment, run_name=cfg.run.name, tracking_uri=tracking_uri(cfg),
-                        tags=tags, run_id=run_id, save_dir=None)
+    from lightning.pytorch.loggers import MLFlowLogger
+
+    uri = tracking_uri(cfg)
+    return MLFlowLogger(experiment_name=cfg.tracking.experiment, run_name=cfg.run.name, tracking_uri=uri,
+                        tags=tags, run_id=run_id, save_dir=None, artifact_location=artifact_location(uri))
 
 
 def flat_params(cfg: DictConfig) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import mlflow
 import pytest
 from helpers import litplug, tiny_args
 
-from litplug.cli import main
+from litplug.cli import main, parse
 from litplug.testing import TINY_OVERRIDES
 
 
@@ -34,6 +34,8 @@ def test_train_end_to_end_with_mlflow_sqlite(tmp_path: Path) -> None:
     assert run.data.tags["litplug.version"] and run.data.tags["litplug.plugins"] == "none"
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"config.yaml", "results.json", "model"} <= artifacts
+    # artifacts live beside the sqlite store, not in ./mlruns of wherever the command ran
+    assert run.info.artifact_uri.startswith((tmp_path / "mlartifacts").as_uri())
 
     # The export is a plain HF model: it loads with litplug made unimportable.
     code = ("import sys; sys.modules['litplug'] = None\n"
@@ -134,3 +136,18 @@ def test_exclusive_hook_conflict_exits_2(tmp_path: Path, install_fake_plugin) ->
     install_fake_plugin("fused_b", source)
     code, err = _bad(tmp_path, "plugins.fused_a={}", "plugins.fused_b={}")
     assert code == 2 and "'fused_a' and 'fused_b'" in err and "lm_loss" in err
+
+
+@pytest.mark.parametrize("argv", [
+    ["eval", "RUN", "eval.num_samples=4", "--out", "x.json", "eval.temperature=0.5"],
+    ["eval", "RUN", "--out", "x.json", "eval.num_samples=4", "eval.temperature=0.5"],
+    ["eval", "--out", "x.json", "RUN", "eval.num_samples=4", "eval.temperature=0.5"],
+])
+def test_overrides_may_come_before_or_after_options(argv: list[str]) -> None:
+    args = parse(argv)
+    assert (args.target, args.out, args.overrides) == ("RUN", "x.json", ["eval.num_samples=4", "eval.temperature=0.5"])
+
+
+def test_stray_argument_after_options_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["eval", "RUN", "--out", "x.json", "oops"]) == 2
+    assert "unrecognized arguments: oops" in capsys.readouterr().err

@@ -82,3 +82,14 @@ def test_plugin_order_and_enabled_switch() -> None:
     assert active_plugin_names(cfg) == ["b", "a"]
     cfg = load_config(None, ["plugins.a.x=2"])  # an override may create a plugin section
     assert cfg.plugins.a.x == 2
+
+
+def test_free_form_sections_accept_new_keys_from_overrides() -> None:
+    cfg = load_config(None, ["model.extra.rope_theta=1000", "model.extra.rope_scaling.factor=2.0",
+                             "data.sources=[{task: arithmetic}]", "data.sources.0.params.digits=3"])
+    assert cfg.model.extra == {"rope_theta": 1000, "rope_scaling": {"factor": 2.0}}
+    assert cfg.data.sources[0].params == {"digits": 3}
+    with pytest.raises(ConfigError, match="Unknown config key 'model.extr'.*Did you mean 'extra'"):
+        load_config(None, ["model.extr.rope_theta=1"])
+    with pytest.raises(ConfigError, match="Unknown config key 'data.sources.0.param'"):
+        load_config(None, ["data.sources=[{task: arithmetic}]", "data.sources.0.param.digits=3"])

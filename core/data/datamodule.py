@@ -29,6 +29,24 @@ def tag_source(item: dict[str, Any], index: int) -> dict[str, Any]:
     return item
 
 
+class EpochSeededMixture(CombinedStreamingDataset):
+    """A weighted mixture whose draw order differs from epoch to epoch.
+
+    litdata seeds the mixture's source draws with the same seed at every epoch, so each epoch
+    would interleave the sources in the same pattern; here the seed is ``seed + epoch``. The
+    loader sets the epoch before iterating, also when resuming, so a resumed run replays the
+    same draws.
+    """
+
+    def __iter__(self) -> Any:
+        seed = self._seed
+        self._seed = seed + self._current_epoch
+        try:
+            return super().__iter__()
+        finally:
+            self._seed = seed
+
+
 def source_specs(cfg: DictConfig) -> list[SourceSpec]:
     return [OmegaConf.to_object(s) for s in cfg.data.sources]
 
@@ -73,7 +91,7 @@ class LitplugDataModule(L.LightningDataModule):
         if len(datasets) == 1:
             dataset: Any = datasets[0]
         else:
-            dataset = CombinedStreamingDataset(datasets, seed=seed, weights=self.train_weights(),
+            dataset = EpochSeededMixture(datasets, seed=seed, weights=self.train_weights(),
                                                iterate_over_all=False)
         loader = StreamingDataLoader(dataset, batch_size=d.batch_size, num_workers=d.num_workers,
                                      collate_fn=partial(collate, loss_on=d.loss_on), drop_last=True)

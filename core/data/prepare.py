@@ -25,6 +25,10 @@ from litplug.data.sources import SourceSpec, fingerprint, read_examples, source_
 from litplug.data.tasks import Example
 from litplug.errors import DataError
 
+# Source settings that change how the mixture draws from the shards, not the shards themselves:
+# left out of the cache key, so a sweep over mixing weights tokenises each source once.
+MIXING_ONLY = frozenset({"weight"})
+
 
 def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
     vocab = sorted(tokenizer.get_vocab().items())
@@ -74,8 +78,9 @@ def prepare_split(
 ) -> Path:
     """The litdata folder for (source, split), writing it if it is not cached yet."""
     name = source_name(spec)
-    key = json.dumps([dataclasses.asdict(spec), split, seq_len, seed, tokenizer_fingerprint(tokenizer),
-                      fingerprint(spec)], sort_keys=True, default=str)
+    shaping = {k: v for k, v in dataclasses.asdict(spec).items() if k not in MIXING_ONLY}
+    key = json.dumps([shaping, split, seq_len, seed, tokenizer_fingerprint(tokenizer), fingerprint(spec)],
+                     sort_keys=True, default=str)
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     target = cache_root / f"{name}-{split}-{digest}"
     if (target / "index.json").is_file():

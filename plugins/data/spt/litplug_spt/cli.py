@@ -107,10 +107,11 @@ def log_to_mlflow(uri: str, experiment: str, report: dict, out: Path) -> str:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     import mlflow
 
+    from litplug.tracking import experiment_id
+
     client = mlflow.MlflowClient(tracking_uri=uri)
-    found = client.get_experiment_by_name(experiment)
-    experiment_id = found.experiment_id if found else client.create_experiment(experiment)
-    run = client.create_run(experiment_id, run_name="spt-fit-law", tags={"litplug.plugin.spt": "fit-law"})
+    run = client.create_run(experiment_id(client, experiment, uri), run_name="spt-fit-law",
+                            tags={"litplug.plugin.spt": "fit-law"})
     run_id = run.info.run_id
     for key, value in report["law"].items():
         client.log_param(run_id, f"law.{key}", value)

@@ -118,9 +118,10 @@ def log_to_mlflow(result: dict[str, Any], folder: Path, tracking_uri: str, exper
     from mlflow import MlflowClient
     from mlflow.entities import Metric, Param
 
+    from litplug.tracking import experiment_id as find_or_create
+
     client = MlflowClient(tracking_uri=tracking_uri)
-    found = client.get_experiment_by_name(experiment)
-    experiment_id = found.experiment_id if found else client.create_experiment(experiment)
+    experiment_id = find_or_create(client, experiment, tracking_uri)
     tags = {"litplug.version": litplug.__version__, "litplug.merge": "wise-ft"}
     if parent_run_id and _run_exists(client, parent_run_id):
         tags["mlflow.parentRunId"] = parent_run_id
