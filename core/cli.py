@@ -20,15 +20,7 @@ BUILTIN_VERBS = ("train", "config", "plugins", "eval", "generate", "merge", "new
 def _cmd_train(args: argparse.Namespace) -> int:
     from litplug import run as run_mod
 
-    run = run_mod.setup(args.config, args.overrides)
-    existed = run.run_dir.exists()
-    try:
-        run_mod.train(run)
-    except BaseException:
-        run_mod.remove_failed_run_dir(run.run_dir, existed)
-        raise
-    if run.results:
-        print(run_mod.summary(run))
+    run_mod.train_command(args.config, args.overrides)
     return 0
 
 

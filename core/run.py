@@ -259,3 +259,18 @@ def remove_failed_run_dir(run_dir: Path, existed_before: bool) -> None:
     if not existed_before and run_dir.exists() and not (run_dir / "checkpoints").exists():
         shutil.rmtree(run_dir, ignore_errors=True)
 
+
+
+def train_command(config_path: str | None, overrides: list[str] | tuple[str, ...] = ()) -> Run:
+    """``litplug train``: set up, train, print the summary; a failure before the first checkpoint
+    leaves no run directory behind. Plugin verbs that train (e.g. ``sift train-task``) reuse it."""
+    run = setup(config_path, overrides)
+    existed = run.run_dir.exists()
+    try:
+        train(run)
+    except BaseException:
+        remove_failed_run_dir(run.run_dir, existed)
+        raise
+    if run.results:
+        print(summary(run))
+    return run

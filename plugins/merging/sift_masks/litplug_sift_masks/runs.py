@@ -105,15 +105,7 @@ def train_task(config_path: str | None, overrides: list[str]) -> Path:
     cfg = config_mod.load_config(config_path, overrides)
     if PLUGIN not in config_mod.active_plugin_names(cfg):
         overrides = [*overrides, f"plugins.{PLUGIN}={{}}"]
-    run = run_mod.setup(config_path, overrides)
-    existed = run.run_dir.exists()
-    try:
-        run_mod.train(run)
-    except BaseException:
-        run_mod.remove_failed_run_dir(run.run_dir, existed)
-        raise
-    if run.results:
-        print(run_mod.summary(run))
+    run = run_mod.train_command(config_path, overrides)
     saved = run.run_dir / "config.yaml"
     if not saved.is_file():  # the core writes it only when tracking is on; the store needs it to re-derive
         saved.write_text(config_mod.to_yaml(run.cfg))
