@@ -26,7 +26,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _cmd_config(args: argparse.Namespace) -> int:
     from litplug import config as config_mod
-    from litplug.run import load_plugins
+    from litplug.plugins import load_plugins
 
     cfg = config_mod.load_config(args.config, args.overrides)
     load_plugins(cfg)  # validates plugins.<name> against each plugin's schema and fills defaults

@@ -239,3 +239,21 @@ def all_installed_manager() -> pluggy.PluginManager:
         plugins[record.name] = obj
     register_all(pm, plugins)
     return pm
+
+
+def load_plugins(cfg: Any) -> tuple[pluggy.PluginManager, dict[str, Any], dict[str, PluginRecord]]:
+    """Import, validate and register exactly the plugins the config names.
+
+    Lives here rather than in ``litplug.run`` so that ``litplug config`` does not import Lightning.
+    """
+    from litplug import config as config_mod
+
+    records = load_plugin_classes(config_mod.active_plugin_names(cfg))
+    check_order(records)
+    instances = {}
+    for name, record in records.items():
+        plugin_cfg = config_mod.validate_plugin_config(cfg, name, getattr(record.obj, "config_class", None))
+        instances[name] = instantiate(record, plugin_cfg)
+    pm = new_manager()
+    register_all(pm, instances)
+    return pm, instances, records

@@ -32,6 +32,7 @@ from litplug.errors import ConfigError, DataError
 from litplug.evaluate import check_eval_config, evaluate_all, flat_metrics
 from litplug.model import build_model, byte_tokenizer, load_tokenizer, word_tokenizer
 from litplug.module import LitplugModule
+from litplug.plugins import load_plugins  # noqa: F401 - re-exported: litplug.run.load_plugins
 from litplug.tracking import flat_params, make_logger, provenance_tags, tracking_uri
 from litplug.weights import export_hf
 
@@ -61,19 +62,6 @@ class Run:
     @property
     def export_dir(self) -> Path:
         return self.run_dir / "export"
-
-
-def load_plugins(cfg: DictConfig) -> tuple[pluggy.PluginManager, dict[str, Any], dict[str, plugins_mod.PluginRecord]]:
-    """Import, validate and register exactly the plugins the config names."""
-    records = plugins_mod.load_plugin_classes(config_mod.active_plugin_names(cfg))
-    plugins_mod.check_order(records)
-    instances = {}
-    for name, record in records.items():
-        plugin_cfg = config_mod.validate_plugin_config(cfg, name, getattr(record.obj, "config_class", None))
-        instances[name] = plugins_mod.instantiate(record, plugin_cfg)
-    pm = plugins_mod.new_manager()
-    plugins_mod.register_all(pm, instances)
-    return pm, instances, records
 
 
 def make_tokenizer(cfg: DictConfig) -> PreTrainedTokenizerBase:

@@ -141,7 +141,7 @@ class PluginConformance:
     def test_config_validates_and_rejects_unknown_keys(self) -> None:
         from litplug.config import load_config
         from litplug.errors import ConfigError
-        from litplug.run import load_plugins
+        from litplug.plugins import load_plugins
 
         cfg = load_config(None, [*plugin_overrides(self._plugins()), *self.overrides])
         load_plugins(cfg)
