@@ -26,8 +26,9 @@ $(VENV)/.installed: pyproject.toml constraints.txt $(wildcard plugins/*/*/pyproj
 demo: setup
 	$(VENV)/bin/litplug train examples/quickstart.yaml
 
+# Tests run on up to 4 workers (pytest-xdist), a file per worker so module fixtures run once.
 test: setup
-	$(PY) -m pytest
+	$(PY) -m pytest -n auto --maxprocesses 4 --dist loadfile
 
 lint: setup
 	$(VENV)/bin/ruff check .

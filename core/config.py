@@ -196,12 +196,15 @@ def _apply_override(cfg: DictConfig, key: str, value: Any) -> None:
     free_form = _is_free_form(node)
     if isinstance(node, DictConfig) and last not in node and not in_plugins and not free_form:
         raise ConfigError(f"Unknown config key '{key}' in command-line override.{_suggest(last, list(node.keys()))}")
+    # `key={}` empties a free-form mapping (`plugins={}`: no plugins); any other value merges into it
+    target = node.get(last) if isinstance(node, DictConfig) else None
+    merge = not (value == {} and isinstance(target, DictConfig) and OmegaConf.get_type(target) is dict)
     try:
         if in_plugins or free_form:
             with _open_struct(cfg):
-                OmegaConf.update(cfg, key, value, merge=True)
+                OmegaConf.update(cfg, key, value, merge=merge)
         else:
-            OmegaConf.update(cfg, key, value, merge=True)
+            OmegaConf.update(cfg, key, value, merge=merge)
     except OmegaConfBaseException as exc:
         raise ConfigError(f"Override '{key}={value}' is invalid: {_first_line(exc)}") from None
 

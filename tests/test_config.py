@@ -93,3 +93,12 @@ def test_free_form_sections_accept_new_keys_from_overrides() -> None:
         load_config(None, ["model.extr.rope_theta=1"])
     with pytest.raises(ConfigError, match="Unknown config key 'data.sources.0.param'"):
         load_config(None, ["data.sources=[{task: arithmetic}]", "data.sources.0.param.digits=3"])
+
+
+def test_empty_mapping_override_empties_a_free_form_section() -> None:
+    quickstart = Path(__file__).parents[1] / "examples" / "quickstart.yaml"
+    assert "fsp" in load_config(quickstart).plugins
+    assert dict(load_config(quickstart, ["plugins={}"]).plugins) == {}
+    assert dict(load_config(quickstart, ["plugins.fsp={tau: 3}"]).plugins.fsp) == {"objective": "bce", "tau": 3}
+    assert load_config(None, ["model.extra.a=1", "model.extra={}"]).model.extra == {}
+    assert load_config(None, ["model={}"]).model.hidden_size == load_config(None).model.hidden_size
