@@ -169,14 +169,14 @@ class SPTMonitor(Callback):
 
 
 def warn_sources_running_out(dm: Any, rows_in_run: int) -> None:
-    """litdata restarts the whole mixture, with the same draws, when a source runs out: say so."""
+    """litdata ends the epoch and restarts the whole mixture when any source runs out: say so."""
     for name, size, weight in zip(dm.train_names, dm.train_sizes(), dm.train_weights()):
         needed = rows_in_run * weight
         if needed > size:
             rank_zero_warn(f"litplug-spt: training source '{name}' has {size} rows but the run draws about "
-                           f"{needed:.0f} from it, so it runs out and litdata restarts the mixture with the same "
-                           "sequence of source draws each time (the realised fraction then stops converging "
-                           "to its weight). Give that source more training data (num_train) if you can.")
+                           f"{needed:.0f} from it, so it runs out: litdata then ends the epoch and restarts the "
+                           "whole mixture (reseeded), and every other source restarts from its beginning too. "
+                           "Give that source more training data (num_train) if you can.")
 
 
 def restore_best(best: ModelCheckpoint, module: L.LightningModule) -> dict[str, float]:

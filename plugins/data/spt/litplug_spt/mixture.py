@@ -3,10 +3,10 @@
 Mixing itself is the core's: litdata's ``CombinedStreamingDataset`` draws the source of every
 training sequence from the normalised weights with a seeded RNG, and a source with weight 0 is not
 trained on but still validated. When any source runs out, litdata ends the epoch and restarts the
-mixture *with the same sequence of draws*, so a small domain split would make the domain positions
-repeat with a period of one short epoch. The synthetic ``domain`` task cycles its finite pool of
-documents to fill ``num_train``; the plugin makes that split long enough for the whole run, so the
-domain is repeated (each pass reshuffled) without the mixture ever restarting.
+whole mixture (the core reseeds its draws every epoch), so a small domain split would cut every
+epoch short and restart the general sources too. The synthetic ``domain`` task cycles its finite
+pool of documents to fill ``num_train``; the plugin makes that split long enough for the whole run,
+so the domain is repeated (each pass reshuffled) without the mixture ever restarting.
 """
 
 from __future__ import annotations
