@@ -15,7 +15,7 @@ import torch
 from helpers import LITPLUG, tiny_args
 from safetensors.torch import load_file
 
-from litplug.testing import PluginConformance
+from litplug.testing import PluginConformance, state_equal
 
 MIXTURE = ("data.sources=[{task: arithmetic, params: {digits: 2}, num_train: 256, weight: 0.75}, "
            "{task: arithmetic, name: mul, params: {digits: 2, op: mul}, num_train: 128, weight: 0.25}]")
@@ -105,3 +105,22 @@ def test_a_crash_while_saving_leaves_the_previous_checkpoint_intact(tmp_path: Pa
         trainer.strategy.checkpoint_io.save_checkpoint({"state_dict": {}, "step": 2}, path)
     monkeypatch.undo()
     assert torch.load(path, weights_only=True)["step"] == 1
+
+
+def test_mixture_resume_after_an_epoch_boundary_is_bit_exact(litplug_run) -> None:
+    """A mixture small enough to end epochs every few steps; resuming inside the second epoch must
+    replay that epoch's own (reseeded) draws."""
+    small = ("data.sources=[{task: arithmetic, params: {digits: 2}, num_train: 40, weight: 0.75}, "
+             "{task: arithmetic, name: mul, params: {digits: 2, op: mul}, num_train: 24, weight: 0.25}]")
+    keep = [small, "data.seq_len=20", "trainer.max_steps=14", "trainer.keep_checkpoints=true"]
+    full = litplug_run(None, keep, name="full")
+    state = torch.load(full.run_dir / "checkpoints" / "step=8.ckpt", weights_only=True)
+    loader_state = state["loops"]["fit_loop"]["state_dict"]["combined_loader"][0]
+    assert loader_state["current_epoch"] >= 2, "the test must resume after the first epoch ended"
+    resumed_dir = full.run_dir.parent / "resumed"
+    (resumed_dir / "checkpoints").mkdir(parents=True)
+    (resumed_dir / "checkpoints" / "last.ckpt").write_bytes((full.run_dir / "checkpoints" / "step=8.ckpt").read_bytes())
+    resumed = litplug_run(None, keep, name="resumed")
+    diff = state_equal(full.module.state_dict(), resumed.module.state_dict())
+    assert not diff, f"resumed run differs from the uninterrupted run in {diff[:5]}"
+    assert resumed.results["metrics"]["train/loss"] == full.results["metrics"]["train/loss"]
