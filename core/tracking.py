@@ -63,10 +63,30 @@ def experiment_id(client: MlflowClient, name: str, uri: str) -> str:
     return found.experiment_id if found else client.create_experiment(name, artifact_location(uri))
 
 
+def prepare_store(uri: str, experiment: str) -> None:
+    """Create a sqlite store's schema and the experiment while holding a file lock.
+
+    Two runs started at once against a new ``mlflow.db`` would otherwise both run MLflow's schema
+    migration (one fails with "duplicate column") or both create the experiment.
+    """
+    if not uri.startswith("sqlite:///"):
+        return
+    from filelock import FileLock
+    from mlflow import MlflowClient
+
+    db = Path(uri.removeprefix("sqlite:///")).resolve()
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(f"{db}.lock", timeout=300):
+        experiment_id(MlflowClient(tracking_uri=uri), experiment, uri)
+
+
 def make_logger(cfg: DictConfig, tags: dict[str, str], run_id: str | None) -> MLFlowLogger:
     from lightning.pytorch.loggers import MLFlowLogger
+    from lightning.pytorch.utilities import rank_zero_only
 
     uri = tracking_uri(cfg)
+    if getattr(rank_zero_only, "rank", 0) == 0:  # only rank 0 ever writes to the store
+        prepare_store(uri, cfg.tracking.experiment)
     return MLFlowLogger(experiment_name=cfg.tracking.experiment, run_name=cfg.run.name, tracking_uri=uri,
                         tags=tags, run_id=run_id, save_dir=None, artifact_location=artifact_location(uri))
 

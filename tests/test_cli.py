@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from helpers import litplug, tiny_args
+from helpers import LITPLUG, litplug, tiny_args
 
 from litplug.cli import main, parse
 from litplug.testing import TINY_OVERRIDES
@@ -151,3 +152,22 @@ def test_overrides_may_come_before_or_after_options(argv: list[str]) -> None:
 def test_stray_argument_after_options_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["eval", "RUN", "--out", "x.json", "oops"]) == 2
     assert "unrecognized arguments: oops" in capsys.readouterr().err
+
+
+def test_runs_started_together_share_a_new_mlflow_store(tmp_path: Path, litplug_data_cache: Path) -> None:
+    """Three runs at once against a store that does not exist yet: one creates the schema and the
+    experiment, the others wait for it (without the lock, MLflow's migration fails in the others)."""
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    procs = []
+    for i in range(3):
+        args = [a for a in tiny_args(tmp_path, f"r{i}", litplug_data_cache) if a != "tracking.enabled=false"]
+        procs.append(subprocess.Popen([*LITPLUG, "train", *args, "trainer.max_steps=2", "eval.num_examples=2",
+                                       "tracking.experiment=together"], env=env, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True))
+    for proc in procs:
+        _, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err[-2000:]
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("together")
+    runs = client.search_runs([experiment.experiment_id])
+    assert sorted(r.info.run_name for r in runs if r.info.status == "FINISHED") == ["r0", "r1", "r2"]
