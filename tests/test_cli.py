@@ -155,11 +155,11 @@ def test_stray_argument_after_options_is_a_usage_error(capsys: pytest.CaptureFix
 
 
 def test_runs_started_together_share_a_new_mlflow_store(tmp_path: Path, litplug_data_cache: Path) -> None:
-    """Three runs at once against a store that does not exist yet: one creates the schema and the
-    experiment, the others wait for it (without the lock, MLflow's migration fails in the others)."""
+    """Two runs at once against a store that does not exist yet: one creates the schema and the
+    experiment, the other waits for it (without the lock, MLflow's migration fails in one of them)."""
     env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     procs = []
-    for i in range(3):
+    for i in range(2):
         args = [a for a in tiny_args(tmp_path, f"r{i}", litplug_data_cache) if a != "tracking.enabled=false"]
         procs.append(subprocess.Popen([*LITPLUG, "train", *args, "trainer.max_steps=2", "eval.num_examples=2",
                                        "tracking.experiment=together"], env=env, stdout=subprocess.PIPE,
@@ -170,4 +170,4 @@ def test_runs_started_together_share_a_new_mlflow_store(tmp_path: Path, litplug_
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("together")
     runs = client.search_runs([experiment.experiment_id])
-    assert sorted(r.info.run_name for r in runs if r.info.status == "FINISHED") == ["r0", "r1", "r2"]
+    assert sorted(r.info.run_name for r in runs if r.info.status == "FINISHED") == ["r0", "r1"]
