@@ -217,7 +217,10 @@ def finish(run: Run, trainer: L.Trainer, module: LitplugModule, logger: Any) -> 
     (run.run_dir / "results.json").write_text(json.dumps(results, indent=2))
     if logger is not None:
         client, run_id = logger.experiment, logger.run_id
-        for key, value in flat_metrics(eval_results).items():
+        # the evaluation, plus any training value Lightning never logged (a run shorter than log_every_n_steps)
+        logged = set(client.get_run(run_id).data.metrics)
+        final = {k: v for k, v in metrics.items() if k not in logged}
+        for key, value in {**final, **flat_metrics(eval_results)}.items():
             client.log_metric(run_id, key, value, step=trainer.global_step)
         client.log_artifact(run_id, str(run.run_dir / "results.json"))
         if run.cfg.tracking.log_model:

@@ -32,3 +32,12 @@ def test_eval_bad_inputs_exit_2(litplug_run, capsys) -> None:
     assert main(["eval", str(run.run_dir), "data.sources=[{task: general, num_train: 64}]"]) == 2
     assert "prompt/answer" in capsys.readouterr().err
     assert main(["eval", str(run.run_dir.parent / "missing_run")]) == 2
+
+
+def test_a_run_shorter_than_the_logging_interval_still_records_its_losses(litplug_run) -> None:
+    run = litplug_run(overrides=["tracking.enabled=true", "trainer.log_every_n_steps=50"])
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{run.run_dir.parent / 'mlflow.db'}")
+    logged = client.get_run(run.results["mlflow_run_id"]).data.metrics
+    assert logged["train/loss"] == pytest.approx(run.results["metrics"]["train/loss"])
+    assert len(client.get_metric_history(run.results["mlflow_run_id"], "train/loss")) == 1
+    assert "eval/arithmetic/exact_match" in logged
