@@ -29,6 +29,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from litplug.config import load_config
 from litplug.defaults import CorePlugin
+from litplug.head import OutputHead
 
 MiB = 2**20
 
@@ -53,7 +54,7 @@ def loss_step(loss_fn: Callable[..., torch.Tensor], hidden: torch.Tensor, head: 
               labels: torch.Tensor) -> Callable[[], None]:
     def step() -> None:
         head.zero_grad(set_to_none=True)
-        loss_fn(hidden=hidden.detach().requires_grad_(), lm_head=head, labels=labels).backward()
+        loss_fn(hidden=hidden.detach().requires_grad_(), head=OutputHead(head), labels=labels).backward()
 
     return step
 

@@ -38,7 +38,7 @@ class ModelConfig:
     intermediate_size: int = 172
     max_position_embeddings: int = 512
     tie_word_embeddings: bool = False
-    attn_implementation: str = "sdpa"
+    attn_implementation: str = "auto"  # auto = what the model supports (sdpa, else eager) | sdpa | eager | ...
     extra: dict[str, Any] = field(default_factory=dict)  # more HF config fields
 
 

@@ -9,13 +9,18 @@ from litplug import hookimpl
 if TYPE_CHECKING:  # torch is imported when a loss is computed: `litplug config` stays fast
     import torch
 
+    from litplug.head import OutputHead
+
 
 class CorePlugin:
-    """Plain next-token cross-entropy through the LM head: the fallback for ``lm_loss``."""
+    """Next-token cross-entropy of the model's own logits: the fallback for ``lm_loss``.
+
+    Computed as HF's ``ForCausalLMLoss`` does (logits upcast to float32, mean over targets that are
+    not -100), so it equals ``model(input_ids, labels=...).loss``."""
 
     @hookimpl(trylast=True)
-    def lm_loss(self, hidden: torch.Tensor, lm_head: torch.nn.Module, labels: torch.Tensor) -> torch.Tensor:
+    def lm_loss(self, hidden: torch.Tensor, head: OutputHead, labels: torch.Tensor) -> torch.Tensor:
         import torch.nn.functional as F
 
-        logits = lm_head(hidden)
-        return F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100)
+        logits = head.logits(hidden).float()
+        return F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100)

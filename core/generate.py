@@ -7,10 +7,12 @@ import pluggy
 import torch
 from transformers import LogitsProcessorList, PreTrainedModel, PreTrainedTokenizerBase
 
+from litplug.data.prepare import encode_prompt
+
 
 def encode_prompts(tokenizer: PreTrainedTokenizerBase, prompts: list[str], pm: pluggy.PluginManager) -> list[list[int]]:
-    """``<bos> prompt`` ids exactly as training saw them, then the plugins' changes."""
-    ids = [[tokenizer.bos_token_id, *tokenizer.encode(p + " ", add_special_tokens=False)] for p in prompts]
+    """``[BOS] prompt`` ids exactly as training saw them, then the plugins' changes."""
+    ids = [encode_prompt(tokenizer, p) for p in prompts]
     pm.hook.prepare_generation(prompts=ids, tokenizer=tokenizer)
     return ids
 
@@ -58,6 +60,6 @@ def generate(
 
 def _decode(tokenizer: PreTrainedTokenizerBase, ids: torch.Tensor) -> str:
     ids = ids.tolist()
-    if tokenizer.eos_token_id in ids:
+    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id in ids:
         ids = ids[: ids.index(tokenizer.eos_token_id)]
     return tokenizer.decode(ids, skip_special_tokens=True).strip()

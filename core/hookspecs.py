@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
     from litplug.data.sources import SourceSpec
+    from litplug.head import OutputHead
     from litplug.module import LitplugModule
 
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -109,16 +110,20 @@ def transform_batch(batch: dict[str, torch.Tensor], stage: str, module: LitplugM
 
 @hookspec(firstresult=True)
 def lm_loss(
-    hidden: torch.Tensor, lm_head: torch.nn.Module, labels: torch.Tensor, module: LitplugModule
+    hidden: torch.Tensor, head: OutputHead, labels: torch.Tensor, module: LitplugModule
 ) -> torch.Tensor | None:
     """The main language-modelling loss, from the backbone's final hidden states.
 
     Exclusive: at most one plugin besides ``core`` may implement it (a fused kernel, say); two are
-    a start-up error naming both. Stops at the first non-None result; ``core`` (plain
-    cross-entropy through ``lm_head``, mean over targets that are not -100) runs last.
+    a start-up error naming both. Stops at the first non-None result; ``core`` (cross-entropy of
+    ``head.logits(hidden)``, mean over targets that are not -100, equal to HF's own loss) runs last.
 
     :param hidden: [B, T, H] final hidden states (after the final norm).
-    :param lm_head: the output projection (``model.get_output_embeddings()``).
+    :param head: the model's own output head (:class:`litplug.head.OutputHead`):
+        ``head.logits(hidden)`` is exactly ``model(input_ids).logits``, including the logit scaling
+        and soft-capping some architectures apply (Granite, Cohere, Gemma-2/3). A fused kernel reads
+        ``head.weight``, ``head.bias``, ``head.scale`` and ``head.softcap``, and must apply all of them
+        or refuse the model at start-up.
     :param labels: [B, T] shifted targets, -100 = ignore.
     :return: a scalar loss.
     """
@@ -131,7 +136,8 @@ def extra_losses(
     """Auxiliary loss terms, added to the LM loss and logged under ``train/<name>``.
 
     Weight the terms yourself: the core adds them as returned. The backbone runs once per step;
-    ``hidden`` is the same tensor ``lm_loss`` saw, so heads and fused kernels compose.
+    ``hidden`` is the same tensor ``lm_loss`` saw, so heads and fused kernels compose. Project through
+    ``module.output_head`` (not the bare ``lm_head``) to get the model's own logits.
 
     :return: ``{name: scalar tensor}``; names must be unique across plugins.
     """

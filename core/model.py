@@ -48,14 +48,46 @@ def word_tokenizer(words: Sequence[str]) -> PreTrainedTokenizerFast:
 
 
 def load_tokenizer(path: str) -> PreTrainedTokenizerBase:
-    """A local HF tokenizer directory; gives it a pad token if it has none (batches need one)."""
+    """A local HF tokenizer directory, with the special-token rule of :func:`ensure_pad_token`."""
     if not Path(path).is_dir():
         raise ConfigError(f"data.tokenizer: '{path}' is not a local tokenizer directory. Use 'byte', "
                           "'task', or the path of a directory written by save_pretrained.")
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    ensure_pad_token(tokenizer)
     return tokenizer
+
+
+def ensure_pad_token(tokenizer: PreTrainedTokenizerBase) -> None:
+    """Batches need a padding id. Padded positions never carry a loss (rows know their length) and
+    generation masks them, so any token serves: the tokenizer's own PAD, else EOS, UNK, BOS, else id 0.
+
+    BOS and EOS are used only where the tokenizer has them (:mod:`litplug.data.prepare`): no BOS, no
+    start marker; no EOS, no end marker (text is packed without a separator; prompt/answer tasks,
+    which need to know where an answer stops, are refused at start-up).
+    """
+    if tokenizer.pad_token_id is not None:
+        return
+    for candidate in (tokenizer.eos_token, tokenizer.unk_token, tokenizer.bos_token):
+        if candidate is not None:
+            tokenizer.pad_token = candidate
+            return
+    tokenizer.pad_token = tokenizer.convert_ids_to_tokens(0)
+
+
+def attn_implementation(model_cfg: DictConfig) -> str | None:
+    """``auto`` lets transformers pick what the architecture supports (SDPA, else eager)."""
+    value = model_cfg.attn_implementation
+    return None if value in (None, "", "auto") else str(value)
+
+
+def _load_error(exc: Exception, model_cfg: DictConfig) -> ConfigError:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if "attention implementation" in text or "attn_implementation" in text:
+        return ConfigError(f"model.attn_implementation: '{model_cfg.attn_implementation}' does not work with this "
+                           f"model ({text[:300]}). Use model.attn_implementation=auto (what the model supports) "
+                           "or eager.")
+    where = f"model.path '{model_cfg.path}'" if model_cfg.path else f"model.architecture '{model_cfg.architecture}'"
+    return ConfigError(f"{where}: the model cannot be built ({type(exc).__name__}: {text[:300]}).")
 
 
 def build_model(model_cfg: DictConfig, tokenizer: PreTrainedTokenizerBase) -> PreTrainedModel:
@@ -65,10 +97,13 @@ def build_model(model_cfg: DictConfig, tokenizer: PreTrainedTokenizerBase) -> Pr
         if not path.is_dir():
             raise ConfigError(f"model.path: '{path}' is not a directory. Give a local HF model directory "
                               "(e.g. a litplug export) or leave model.path empty to build from a config.")
-        model = AutoModelForCausalLM.from_pretrained(
-            path, local_files_only=True, attn_implementation=model_cfg.attn_implementation,
-            dtype=torch.float32,
-        )
+        try:
+            model = AutoModelForCausalLM.from_pretrained(
+                path, local_files_only=True, attn_implementation=attn_implementation(model_cfg),
+                dtype=torch.float32,
+            )
+        except (ValueError, OSError, KeyError, TypeError) as exc:
+            raise _load_error(exc, model_cfg) from None
         if model.get_input_embeddings().num_embeddings < len(tokenizer):
             model.resize_token_embeddings(len(tokenizer))
         return model.train()  # from_pretrained returns eval mode; training needs train mode (dropout etc.)
@@ -91,6 +126,8 @@ def build_model(model_cfg: DictConfig, tokenizer: PreTrainedTokenizerBase) -> Pr
         )
     except ValueError as exc:
         raise ConfigError(f"model.architecture: {exc}") from None
-    return AutoModelForCausalLM.from_config(
-        config, attn_implementation=model_cfg.attn_implementation, dtype=torch.float32
-    )
+    try:
+        return AutoModelForCausalLM.from_config(config, attn_implementation=attn_implementation(model_cfg),
+                                                dtype=torch.float32)
+    except (ValueError, KeyError, TypeError, AttributeError, RuntimeError) as exc:
+        raise _load_error(exc, model_cfg) from None

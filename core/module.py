@@ -13,6 +13,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase, get_scheduler
 
 from litplug.data.datamodule import discount_prefetched_batch
 from litplug.errors import RunFailure
+from litplug.head import OutputHead, backbone_hidden, head_transform
 
 
 class NonFiniteLoss(RunFailure):
@@ -30,6 +31,7 @@ class LitplugModule(L.LightningModule):
         self.tokenizer = tokenizer
         self.pm = pm
         self.aux = torch.nn.ModuleDict(aux or {})
+        self._head_transform = head_transform(model.config)  # checked against HF's forward in run.build_module
         self._step_started = 0.0
         self.source_counts: dict[str, int] = {}  # training rows drawn per source (checkpointed)
 
@@ -40,15 +42,20 @@ class LitplugModule(L.LightningModule):
         Batches are right-padded and causal, so padding never influences a real position: no
         attention mask is passed, which keeps SDPA on its fast causal path.
         """
-        return self.model.base_model(input_ids=input_ids).last_hidden_state
+        return backbone_hidden(self.model, input_ids)
+
+    @property
+    def output_head(self) -> OutputHead:
+        """The model's own output head (projection, logit scaling, soft-capping): ``output_head.logits(hidden)``
+        equals ``model(input_ids).logits``. Built on each access, so a resized or wrapped projection is seen."""
+        return OutputHead(self.model.get_output_embeddings(), *self._head_transform)
 
     def compute_losses(self, batch: dict[str, torch.Tensor], stage: str) -> dict[str, torch.Tensor]:
         """``{"lm": ..., <plugin terms>..., "loss": total}`` for one batch."""
         hook = self.pm.hook
         hook.transform_batch(batch=batch, stage=stage, module=self)
         hidden = self.hidden_states(batch["input_ids"])
-        lm_head = self.model.get_output_embeddings()
-        terms = {"lm": hook.lm_loss(hidden=hidden, lm_head=lm_head, labels=batch["labels"], module=self)}
+        terms = {"lm": hook.lm_loss(hidden=hidden, head=self.output_head, labels=batch["labels"], module=self)}
         for extra in hook.extra_losses(module=self, batch=batch, hidden=hidden):
             for name, value in (extra or {}).items():
                 if name in terms:

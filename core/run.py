@@ -30,6 +30,7 @@ from litplug.data.sources import SourceSpec
 from litplug.data.tasks import TaskError, get_task
 from litplug.errors import ConfigError, DataError
 from litplug.evaluate import check_eval_config, evaluate_all, flat_metrics
+from litplug.head import output_head
 from litplug.model import build_model, byte_tokenizer, load_tokenizer, word_tokenizer
 from litplug.module import LitplugModule
 from litplug.plugins import load_plugins  # noqa: F401 - re-exported: litplug.run.load_plugins
@@ -158,14 +159,15 @@ def build_module(run: Run) -> LitplugModule:
             if name in aux:
                 raise ConfigError(f"Two plugins register an auxiliary module named '{name}'.")
             aux[name] = module
+    output_head(model)  # the losses see the model's own logits, or the architecture is refused here
     return LitplugModule(run.cfg, model, run.tokenizer, run.pm, aux)
 
 
 def train(run: Run) -> dict[str, Any]:
     """Fit, export, evaluate, record. Returns the final metrics."""
     cfg = run.cfg
+    module = run.module = build_module(run)  # before the run directory: a refused model writes nothing
     resuming = _claim_run_dir(run)
-    module = run.module = build_module(run)
     logger = None
     if cfg.tracking.enabled:
         previous = json.loads(_run_id_file(run).read_text())["run_id"] if _run_id_file(run).is_file() else None

@@ -31,16 +31,41 @@ MIXING_ONLY = frozenset({"weight"})
 
 
 def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
-    vocab = sorted(tokenizer.get_vocab().items())
-    return hashlib.sha256(json.dumps([vocab, type(tokenizer).__name__]).encode()).hexdigest()[:16]
+    """A digest of everything that changes the ids a text becomes: vocabulary, merges, normalizer and
+    pre-tokenizer (a fast tokenizer's whole serialised state), added tokens, and which ids serve as
+    BOS/EOS/PAD, which litplug writes into every row itself."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    state: list[object] = [type(tokenizer).__name__]
+    if backend is not None:
+        state.append(backend.to_str())
+    else:
+        state.append(sorted(tokenizer.get_vocab().items()))
+    state.append(sorted((i, str(t)) for i, t in tokenizer.added_tokens_decoder.items()))
+    state.append([tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id,
+                  getattr(tokenizer, "add_prefix_space", None)])
+    return hashlib.sha256(json.dumps(state, default=str).encode()).hexdigest()[:16]
+
+
+def start_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """``[BOS]`` when the tokenizer has one; GPT-NeoX/Qwen-style tokenizers have none, and get nothing."""
+    return [] if tokenizer.bos_token_id is None else [tokenizer.bos_token_id]
+
+
+def end_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """``[EOS]`` when the tokenizer has one, else nothing (no end-of-document marker)."""
+    return [] if tokenizer.eos_token_id is None else [tokenizer.eos_token_id]
+
+
+def encode_prompt(tokenizer: PreTrainedTokenizerBase, prompt: str) -> list[int]:
+    """``[BOS] prompt`` as ids: the one encoding of a prompt, shared by training rows and generation."""
+    return [*start_ids(tokenizer), *(tokenizer.encode(prompt + " ", add_special_tokens=False) if prompt else [])]
 
 
 def encode_example(tokenizer: PreTrainedTokenizerBase, example: Example) -> tuple[list[int], int]:
-    """``<bos> prompt answer <eos>`` as ids, and the number of ids before the answer starts."""
-    prompt = tokenizer.encode(example.prompt + " ", add_special_tokens=False) if example.prompt else []
+    """``[BOS] prompt answer EOS`` as ids, and the number of ids before the answer starts."""
+    prompt = encode_prompt(tokenizer, example.prompt)
     answer = tokenizer.encode(example.answer, add_special_tokens=False)
-    ids = [tokenizer.bos_token_id, *prompt, *answer, tokenizer.eos_token_id]
-    return ids, 1 + len(prompt)
+    return [*prompt, *answer, *end_ids(tokenizer)], len(prompt)
 
 
 def build_rows(tokenizer: PreTrainedTokenizerBase, examples: list[Example], seq_len: int, name: str) -> np.ndarray:
@@ -49,6 +74,11 @@ def build_rows(tokenizer: PreTrainedTokenizerBase, examples: list[Example], seq_
     pad = tokenizer.pad_token_id
     rows: list[list[int]] = []
     if examples and examples[0].prompt:
+        if tokenizer.eos_token_id is None:
+            raise DataError(f"data source '{name}' has prompt/answer examples, but the tokenizer has no EOS token, so "
+                            "nothing could mark where an answer ends (generation would never stop). Give the "
+                            "tokenizer one (tokenizer.add_special_tokens({'eos_token': ...}) and save_pretrained, "
+                            "or a plugin's configure_tokenizer hook).")
         for ex in examples:
             ids, n_prompt = encode_example(tokenizer, ex)
             if len(ids) > width:
@@ -58,8 +88,8 @@ def build_rows(tokenizer: PreTrainedTokenizerBase, examples: list[Example], seq_
     else:
         stream: list[int] = []
         for ex in examples:
-            stream += [tokenizer.bos_token_id, *tokenizer.encode(ex.answer, add_special_tokens=False),
-                       tokenizer.eos_token_id]
+            stream += [*start_ids(tokenizer), *tokenizer.encode(ex.answer, add_special_tokens=False),
+                       *end_ids(tokenizer)]
         for start in range(0, len(stream) - width + 1, width):
             rows.append(stream[start : start + width] + [0, width])
     if not rows:

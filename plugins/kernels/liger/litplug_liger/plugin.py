@@ -6,11 +6,13 @@ import logging
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 from omegaconf import DictConfig
 from transformers import PreTrainedModel
 
 from litplug import hookimpl
 from litplug.errors import ConfigError
+from litplug.head import OutputHead, head_transform
 from litplug_liger import backend
 from litplug_liger.chunked_ce import IGNORE_INDEX, chunked_linear_cross_entropy
 from litplug_liger.config import LigerConfig
@@ -42,6 +44,11 @@ class LigerPlugin:
     @hookimpl
     def configure_model(self, model: PreTrainedModel, config: DictConfig) -> None:
         problem = backend.cuda_problem(config.trainer.accelerator)
+        _, softcap = head_transform(model.config)
+        if problem and softcap is not None and self.config.fused_linear_cross_entropy:
+            log.warning("litplug-liger: this %s model soft-caps its logits (final_logit_softcapping=%g), which "
+                        "PyTorch's chunked linear cross-entropy cannot apply; off CUDA the loss materialises the "
+                        "logits instead (exact, but without the memory saving).", model.config.model_type, softcap)
         if problem:
             if self.config.strict:
                 raise _strict_error(problem)
@@ -54,11 +61,19 @@ class LigerPlugin:
             patch_model(model, backend.patch_functions(), kernels)
 
     @hookimpl
-    def lm_loss(self, hidden: torch.Tensor, lm_head: torch.nn.Module, labels: torch.Tensor) -> torch.Tensor | None:
+    def lm_loss(self, hidden: torch.Tensor, head: OutputHead, labels: torch.Tensor) -> torch.Tensor | None:
+        """The model's own loss, fused: a logit scale is folded into the rows and the bias
+        (``s * (hW + b) = (s h) W + s b``); a soft-cap is Liger's ``softcap`` argument."""
         if not self.config.fused_linear_cross_entropy:
             return None  # the core's plain cross-entropy
         rows, targets = hidden.flatten(0, 1), labels.flatten()
-        bias = getattr(lm_head, "bias", None)
+        bias = head.bias
+        if head.scale != 1.0:
+            rows = rows * head.scale
+            bias = bias * head.scale if bias is not None else None
         if self.fused_loss is not None and rows.is_cuda:
-            return self.fused_loss(rows, lm_head.weight, targets, bias=bias, ignore_index=IGNORE_INDEX)
-        return chunked_linear_cross_entropy(rows, lm_head.weight, bias, targets, self.config.chunk_rows)
+            return self.fused_loss(rows, head.weight, targets, bias=bias, ignore_index=IGNORE_INDEX,
+                                   softcap=head.softcap)
+        if head.softcap is not None:  # PyTorch's chunked loss has no soft-cap: exact, materialised logits
+            return F.cross_entropy(head.logits(hidden).float().flatten(0, 1), targets, ignore_index=IGNORE_INDEX)
+        return chunked_linear_cross_entropy(rows, head.weight, bias, targets, self.config.chunk_rows)

@@ -22,6 +22,7 @@ from litplug.cli import main
 from litplug.config import load_config
 from litplug.defaults import CorePlugin
 from litplug.errors import ConfigError, PluginError
+from litplug.head import OutputHead
 from litplug.module import LitplugModule
 from litplug.plugins import PluginRecord, check_order, implemented_hooks, new_manager, register_all
 from litplug.testing import PluginConformance
@@ -35,20 +36,24 @@ class TestConformance(PluginConformance):
     config = {"chunk_rows": 4}  # several chunks even on the tiny test batches
 
 
-def _loss_and_grads(loss_fn: Any, hidden: torch.Tensor, head: torch.nn.Linear, labels: torch.Tensor) -> list:
+def _loss_and_grads(loss_fn: Any, hidden: torch.Tensor, head: OutputHead, labels: torch.Tensor) -> list:
     hidden = hidden.detach().requires_grad_()
-    head.zero_grad()
-    loss = loss_fn(hidden=hidden, lm_head=head, labels=labels)
+    head.projection.zero_grad()
+    loss = loss_fn(hidden=hidden, head=head, labels=labels)
     loss.backward()
-    grads = [hidden.grad] + [p.grad.clone() for p in head.parameters()]
+    grads = [hidden.grad] + [p.grad.clone() for p in head.projection.parameters()]
     return [loss.detach(), *grads]
 
 
 @pytest.mark.parametrize("chunk_rows", [None, 1, 7, 10_000])
 @pytest.mark.parametrize("bias", [False, True])
-def test_fallback_loss_and_grads_equal_plain_cross_entropy(chunk_rows: int | None, bias: bool) -> None:
+@pytest.mark.parametrize("transform", [(1.0, None), (0.125, None), (1.0, 3.0), (4.0, 5.0)],
+                         ids=["plain", "scaled", "softcapped", "scaled+softcapped"])
+def test_fallback_loss_and_grads_equal_plain_cross_entropy(chunk_rows: int | None, bias: bool,
+                                                           transform: tuple[float, float | None]) -> None:
     torch.manual_seed(0)
-    hidden, head = torch.randn(3, 17, 24), torch.nn.Linear(24, 1000, bias=bias)
+    hidden = torch.randn(3, 17, 24)
+    head = OutputHead(torch.nn.Linear(24, 1000, bias=bias), *transform)
     labels = torch.randint(0, 1000, (3, 17))
     labels[:, -3:] = -100  # padding
     labels[1, :5] = -100  # a prompt without loss
@@ -60,9 +65,9 @@ def test_fallback_loss_and_grads_equal_plain_cross_entropy(chunk_rows: int | Non
 
 
 def test_fused_loss_off_leaves_the_loss_to_the_core() -> None:
-    head = torch.nn.Linear(8, 11)
+    head = OutputHead(torch.nn.Linear(8, 11))
     plugin = LigerPlugin(LigerConfig(fused_linear_cross_entropy=False))
-    assert plugin.lm_loss(hidden=torch.randn(1, 3, 8), lm_head=head, labels=torch.zeros(1, 3, dtype=torch.long)) is None
+    assert plugin.lm_loss(hidden=torch.randn(1, 3, 8), head=head, labels=torch.zeros(1, 3, dtype=torch.long)) is None
 
 
 def _profiled_peak_bytes(fn: Any) -> int:
@@ -84,7 +89,7 @@ def _profiled_peak_bytes(fn: Any) -> int:
 def test_fallback_peak_memory_is_below_plain_at_32k_vocab() -> None:
     torch.manual_seed(0)
     vocab, hidden_size = 32_768, 64
-    hidden, head = torch.randn(2, 256, hidden_size), torch.nn.Linear(hidden_size, vocab, bias=False)
+    hidden, head = torch.randn(2, 256, hidden_size), OutputHead(torch.nn.Linear(hidden_size, vocab, bias=False))
     labels = torch.randint(0, vocab, (2, 256))
     logits_bytes = hidden.shape[0] * hidden.shape[1] * vocab * 4
 
@@ -207,7 +212,7 @@ class _OtherLoss:
     """A second plugin claiming the exclusive lm_loss hook."""
 
     @hookimpl
-    def lm_loss(self, hidden: torch.Tensor, lm_head: torch.nn.Module, labels: torch.Tensor) -> torch.Tensor:
+    def lm_loss(self, hidden: torch.Tensor, head: OutputHead, labels: torch.Tensor) -> torch.Tensor:
         return hidden.sum()
 
 

@@ -70,7 +70,7 @@ class CrossEntropy:
 class _ChunkedLinearLoss(torch.autograd.Function):
     @staticmethod
     def forward(ctx, hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, kernel: Kernel,
-                scale: float, chunk_rows: int) -> torch.Tensor:
+                scale: float, chunk_rows: int, logit_scale: float, softcap: float | None) -> torch.Tensor:
         acc = torch.promote_types(weight.dtype, torch.float32)  # half-precision logits are reduced in fp32
         total = torch.zeros((), dtype=acc, device=hidden.device)
         grad_hidden = torch.zeros_like(hidden)
@@ -80,10 +80,18 @@ class _ChunkedLinearLoss(torch.autograd.Function):
             rows = slice(start, start + chunk_rows)
             h = hidden[rows]
             logits = F.linear(h, weight, bias).to(acc)
+            if logit_scale != 1.0:
+                logits = logits.mul_(logit_scale)
+            capped = None
+            if softcap is not None:  # z = c tanh(s raw / c): dz/draw = s (1 - tanh^2)
+                capped = torch.tanh(logits / softcap)
+                logits = capped * softcap
             loss, grad = kernel(logits, rows)
             del logits
             total += loss
-            grad = grad.mul_(scale)
+            if capped is not None:
+                grad = grad.mul_(1.0 - capped.square_())
+            grad = grad.mul_(scale * logit_scale)
             grad_hidden[rows] = (grad.to(weight.dtype) @ weight).to(hidden.dtype)
             if grad_weight is not None:
                 grad_weight.addmm_(grad.t(), h.to(acc))
@@ -100,17 +108,20 @@ class _ChunkedLinearLoss(torch.autograd.Function):
             grad_hidden * grad_out.to(grad_hidden.dtype),
             None if grad_weight is None else (grad_weight * grad_out).to(ctx.weight_dtype),
             None if grad_bias is None else (grad_bias * grad_out).to(ctx.weight_dtype),
-            None, None, None,
+            None, None, None, None, None,
         )
 
 
 def chunked_linear_loss(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, kernel: Kernel,
-                        scale: float = 1.0, chunk_elements: int = 8_388_608) -> torch.Tensor:
-    """``scale * sum over rows of kernel(hidden @ weight.T + bias)``, with exact gradients for
+                        scale: float = 1.0, chunk_elements: int = 8_388_608, logit_scale: float = 1.0,
+                        softcap: float | None = None) -> torch.Tensor:
+    """``scale * sum over rows of kernel(z)`` with ``z = softcap(logit_scale * (hidden @ weight.T + bias))``
+    (the model's own output head, :class:`litplug.head.OutputHead`), with exact gradients for
     ``hidden``, ``weight`` and ``bias``, holding at most ``chunk_elements`` logits at a time.
 
     :param hidden: [N, H] rows (positions) that have a target.
     :param weight: [V, H] the unembedding; ``bias`` [V] or None.
+    :param softcap: ``c`` in ``c * tanh(z / c)``, or None.
     """
     chunk_rows = max(1, chunk_elements // weight.shape[0])
-    return _ChunkedLinearLoss.apply(hidden, weight, bias, kernel, scale, chunk_rows)
+    return _ChunkedLinearLoss.apply(hidden, weight, bias, kernel, scale, chunk_rows, logit_scale, softcap)

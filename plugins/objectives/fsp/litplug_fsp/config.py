@@ -15,6 +15,7 @@ EDGES = ("truncate", "mask")
 NORMALIZATIONS = ("mean", "sum")
 TOKEN_WEIGHTS = ("uniform", "idf")
 HEADS = ("block", "linear")
+DOCUMENT_BOUNDARIES = ("mask", "truncate", "cross")
 
 
 @dataclass
@@ -23,7 +24,9 @@ class FSPConfig:
     weight: float = 1.0  # coefficient of the auxiliary loss (the paper's implicit 1)
     tau: int = 12  # bce: the window x[t+2 .. t+tau] (tau - 1 tokens)
     edge: str = "truncate"  # bce: windows running past the last target: truncate the bag | mask the position
-    stop_at_eos: bool = True  # bce: a window never reaches past an EOS (the next document's tokens)
+    # bce: a window holding tokens past an EOS (the next packed document): mask the position | truncate the
+    # bag at the EOS | cross (ignore documents; litplug <= 0.1's stop_at_eos=false)
+    document_boundary: str = "mask"
     normalize: str = "mean"  # mean: divide each position's loss by the summary size (V, or the teacher width)
     token_weights: str = "uniform"  # bce: per-token weights w_v: uniform | idf (from the training rows)
     head: str = "block"  # block: one causal transformer layer (as in MTP) | linear: Linear + LayerNorm
@@ -40,6 +43,7 @@ class FSPConfig:
         self._check_choice("normalize", NORMALIZATIONS)
         self._check_choice("token_weights", TOKEN_WEIGHTS)
         self._check_choice("head", HEADS)
+        self._check_choice("document_boundary", DOCUMENT_BOUNDARIES)
         if self.tau < 2:
             raise ValueError(f"plugins.fsp.tau must be at least 2 (the window is x[t+2 .. t+tau]); got {self.tau}.")
         if self.n_heads < 1:

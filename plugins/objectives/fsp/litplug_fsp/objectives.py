@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from litplug.head import OutputHead
 from litplug_fsp.chunked import BagBCE, CrossEntropy, chunked_linear_loss
 from litplug_fsp.reverse import IGNORE, future_summary_targets, reverse_batch, sequence_lengths
 from litplug_fsp.windows import future_bags
@@ -27,26 +28,27 @@ def _no_positions(states: torch.Tensor) -> torch.Tensor:
     return states.sum() * 0.0
 
 
-def fsp_bce_loss(head: nn.Module, lm_head: nn.Linear, hidden: torch.Tensor, labels: torch.Tensor, *, tau: int,
-                 edge: str = "truncate", eos_id: int | None = None, token_weights: torch.Tensor | None = None,
-                 normalize: str = "mean", chunk_elements: int = 8_388_608,
+def fsp_bce_loss(head: nn.Module, out: OutputHead, hidden: torch.Tensor, labels: torch.Tensor, *, tau: int,
+                 edge: str = "truncate", eos_id: int | None = None, boundary: str = "mask",
+                 token_weights: torch.Tensor | None = None, normalize: str = "mean", chunk_elements: int = 8_388_608,
                  keep: PositionFilter | None = None) -> torch.Tensor:
     """Mean over positions of sum_v w_v softplus(z_v) - sum_{v in bag} w_v z_v (divided by V when
-    ``normalize == "mean"``), with z = lm_head(head(hidden))."""
-    bags, valid = future_bags(labels, tau, edge, eos_id)
+    ``normalize == "mean"``), with z = out.logits(head(hidden)): the model's own output head, its logit
+    scaling and soft-capping included."""
+    bags, valid = future_bags(labels, tau, edge, eos_id, boundary)
     if keep is not None:
         valid = keep(valid)
     states = head(hidden)
     count = int(valid.sum())
     if count == 0:
         return _no_positions(states)
-    vocab = lm_head.weight.shape[0]
+    vocab = out.weight.shape[0]
     scale = 1.0 / (count * (vocab if normalize == "mean" else 1))
-    return chunked_linear_loss(states[valid], lm_head.weight, lm_head.bias, BagBCE(bags[valid], token_weights),
-                               scale, chunk_elements)
+    return chunked_linear_loss(states[valid], out.weight, out.bias, BagBCE(bags[valid], token_weights),
+                               scale, chunk_elements, logit_scale=out.scale, softcap=out.softcap)
 
 
-def mtp_loss(heads: nn.ModuleList, lm_head: nn.Linear, hidden: torch.Tensor, labels: torch.Tensor, *,
+def mtp_loss(heads: nn.ModuleList, out: OutputHead, hidden: torch.Tensor, labels: torch.Tensor, *,
              chunk_elements: int = 8_388_608, keep: PositionFilter | None = None) -> torch.Tensor:
     """Sum over heads k = 1..n of the mean cross-entropy of x[t+k+1] (= ``labels[:, t+k]``), at
     positions whose NTP target and head-k target both exist. Heads run one after another, and
@@ -62,8 +64,8 @@ def mtp_loss(heads: nn.ModuleList, lm_head: nn.Linear, hidden: torch.Tensor, lab
         if count == 0:
             total = total + _no_positions(states)
             continue
-        total = total + chunked_linear_loss(states[valid], lm_head.weight, lm_head.bias,
-                                            CrossEntropy(targets[valid]), 1.0 / count, chunk_elements)
+        total = total + chunked_linear_loss(states[valid], out.weight, out.bias, CrossEntropy(targets[valid]),
+                                            1.0 / count, chunk_elements, logit_scale=out.scale, softcap=out.softcap)
     return total
 
 

@@ -72,16 +72,17 @@ class FSPPlugin:
         if c.objective == "reverse_lm" or not torch.is_grad_enabled():
             return None  # the aux loss only shapes gradients: validation (no grad) skips it
         head = module.aux[AUX_NAME]
-        lm_head = module.model.get_output_embeddings()
+        out = module.output_head
         keep = self._position_filter(module)
         labels = batch["labels"]
         if c.objective == "bce":
-            eos_id = module.tokenizer.eos_token_id if c.stop_at_eos else None
-            loss = fsp_bce_loss(head, lm_head, hidden, labels, tau=c.tau, edge=c.edge, eos_id=eos_id,
+            eos_id = None if c.document_boundary == "cross" else module.tokenizer.eos_token_id
+            boundary = "truncate" if c.document_boundary == "cross" else c.document_boundary
+            loss = fsp_bce_loss(head, out, hidden, labels, tau=c.tau, edge=c.edge, eos_id=eos_id, boundary=boundary,
                                 token_weights=head.token_weights, normalize=c.normalize,
                                 chunk_elements=c.chunk_elements, keep=keep)
         elif c.objective == "mtp":
-            loss = mtp_loss(head, lm_head, hidden, labels, chunk_elements=c.chunk_elements, keep=keep)
+            loss = mtp_loss(head, out, hidden, labels, chunk_elements=c.chunk_elements, keep=keep)
         else:
             teacher = self._teacher_on(hidden.device)
             loss = fsp_revlm_loss(head, teacher, batch, hidden, layer=c.revlm_layer, normalize=c.normalize,

@@ -21,23 +21,34 @@ def future_windows(labels: torch.Tensor, tau: int) -> torch.Tensor:
     return torch.cat([labels[:, 1:], pad], dim=1).unfold(1, tau - 1, 1)[:, : labels.shape[1]]
 
 
-def future_bags(labels: torch.Tensor, tau: int, edge: str = "truncate",
-                eos_id: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+BOUNDARIES = ("mask", "truncate")
+
+
+def future_bags(labels: torch.Tensor, tau: int, edge: str = "truncate", eos_id: int | None = None,
+                boundary: str = "mask") -> tuple[torch.Tensor, torch.Tensor]:
     """The bag of each position and which positions get the auxiliary loss.
 
     :param edge: ``truncate`` keeps a window that runs past the last target (or an EOS) with the
         tokens it has; ``mask`` drops such positions.
-    :param eos_id: when given, a window stops at the first EOS it contains (the EOS itself stays in
-        the bag): tokens after it belong to the next document.
+    :param eos_id: the document boundary in packed text. A window *crosses* it when it holds tokens
+        after an EOS: an EOS inside the window, or the position's own target is the EOS (then the whole
+        window is the next document). ``None``: windows ignore documents.
+    :param boundary: what a crossing window does: ``mask`` drops the position (METHODS.md 2(b)7);
+        ``truncate`` keeps the tokens up to and including the EOS.
     :return: ``bags`` [B, T, tau-1] with distinct ids per position and -1 for none, and ``valid``
         [B, T]: the position has an NTP target and a non-empty (``mask``: complete) window.
     """
+    if boundary not in BOUNDARIES:
+        raise ValueError(f"boundary must be one of {BOUNDARIES}, got {boundary!r}")
     window = future_windows(labels, tau)
     present = window != IGNORE
     complete = present.all(dim=-1)
+    crossing = torch.zeros_like(complete)
     if eos_id is not None:
-        is_eos = window == eos_id
-        after_eos = (is_eos.long().cumsum(dim=-1) - is_eos.long()) > 0
+        is_eos = (window == eos_id).long()
+        after_eos = (is_eos.cumsum(dim=-1) - is_eos) > 0
+        after_eos |= (labels == eos_id).unsqueeze(-1)  # the target is the EOS: the window is the next document
+        crossing = (after_eos & present).any(dim=-1)
         complete &= ~after_eos.any(dim=-1)
         present &= ~after_eos
     ids = torch.where(present, window, torch.full_like(window, NO_TOKEN))
@@ -46,6 +57,8 @@ def future_bags(labels: torch.Tensor, tau: int, edge: str = "truncate",
     repeated[..., 1:] = ids[..., 1:] == ids[..., :-1]
     bags = ids.masked_fill(repeated, NO_TOKEN)
     valid = (labels != IGNORE) & (bags != NO_TOKEN).any(dim=-1)
+    if boundary == "mask":
+        valid &= ~crossing
     if edge == "mask":
         valid &= complete
     return bags, valid

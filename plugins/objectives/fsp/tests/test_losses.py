@@ -10,6 +10,8 @@ from litplug_fsp.idf import row_document_frequency
 from litplug_fsp.objectives import fsp_bce_loss, mtp_loss, sample_positions
 from litplug_fsp.windows import future_bags
 
+from litplug.head import OutputHead
+
 IGNORE = -100
 
 
@@ -40,15 +42,28 @@ def test_repeated_tokens_count_once_and_padding_is_never_in_a_bag() -> None:
     assert sorted(row[row >= 0].tolist()) == [2, 3]  # 3 appears twice in the window, once in the bag
 
 
-def test_windows_stop_at_a_document_boundary() -> None:
+def test_windows_that_cross_a_document_boundary_are_masked_by_default() -> None:
     eos = 99
     labels = labels_of([1, 2, eos, 4, 5, 6])  # x = 1 2 EOS 4 5 6
-    bags, valid = future_bags(labels, tau=4, eos_id=eos)
-    assert bag_sets(bags[0], valid[0]) == [{eos}, {4, 5, 6}, {5, 6}, {6}, None]
-    bags, valid = future_bags(labels, tau=4, eos_id=eos, edge="mask")
-    assert bag_sets(bags[0], valid[0]) == [None, {4, 5, 6}, None, None, None]
-    bags, valid = future_bags(labels, tau=4, eos_id=None)
-    assert bag_sets(bags[0], valid[0])[0] == {eos, 4, 5}
+    bags, valid = future_bags(labels, tau=4, eos_id=eos)  # boundary="mask"
+    assert bag_sets(bags[0], valid[0]) == [None, None, {5, 6}, {6}, None]
+    bags, valid = future_bags(labels, tau=4, eos_id=eos, boundary="truncate")
+    assert bag_sets(bags[0], valid[0]) == [{eos}, None, {5, 6}, {6}, None]
+    bags, valid = future_bags(labels, tau=4, eos_id=eos, boundary="truncate", edge="mask")
+    assert bag_sets(bags[0], valid[0]) == [None, None, None, None, None]
+    bags, valid = future_bags(labels, tau=4, eos_id=None)  # document_boundary: cross
+    assert bag_sets(bags[0], valid[0])[:2] == [{eos, 4, 5}, {4, 5, 6}]
+
+
+@pytest.mark.parametrize("boundary", ["mask", "truncate"])
+def test_a_position_whose_target_is_eos_gets_no_bag_from_the_next_document(boundary: str) -> None:
+    # the issue's case: packed "... 6 EOS | BOS 7 8 9"; position 2's target is the EOS, its window
+    # [BOS, 7] belongs to the next document (it used to get the bag {BOS, 7})
+    bags, valid = future_bags(torch.tensor([[5, 6, 2, 1, 7, 8, 9]]), 3, eos_id=2, boundary=boundary)
+    sets = bag_sets(bags[0], valid[0])
+    assert sets[2] is None
+    assert sets[1] == ({2} if boundary == "truncate" else None)  # the window [EOS, BOS] crosses after the EOS
+    assert sets[3] == {7, 8}  # inside the next document: unaffected
 
 
 def test_positions_without_an_ntp_target_get_no_aux_loss() -> None:
@@ -106,9 +121,9 @@ def test_fsp_bce_loss_is_the_normalised_dense_loss() -> None:
     head = torch.nn.Identity()
     _, valid = future_bags(labels, 3)
     dense = dense_multi_hot_bce(hidden, lm_head.weight, None, labels, 3) / (valid.sum() * 6)
-    ours = fsp_bce_loss(head, lm_head, hidden, labels, tau=3, normalize="mean", chunk_elements=7)
+    ours = fsp_bce_loss(head, OutputHead(lm_head), hidden, labels, tau=3, normalize="mean", chunk_elements=7)
     torch.testing.assert_close(ours, dense)
-    ours_sum = fsp_bce_loss(head, lm_head, hidden, labels, tau=3, normalize="sum")
+    ours_sum = fsp_bce_loss(head, OutputHead(lm_head), hidden, labels, tau=3, normalize="sum")
     torch.testing.assert_close(ours_sum, dense * 6)
 
 
@@ -136,7 +151,31 @@ def test_mtp_heads_predict_the_tokens_after_next() -> None:
         logits = lm_head(head(hidden))[:, :-k]
         targets = labels[:, k:].masked_fill(labels[:, :-k] == IGNORE, IGNORE)
         expected = expected + F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE)
-    torch.testing.assert_close(mtp_loss(heads, lm_head, hidden, labels, chunk_elements=16), expected)
+    torch.testing.assert_close(mtp_loss(heads, OutputHead(lm_head), hidden, labels, chunk_elements=16), expected)
+
+
+@pytest.mark.parametrize("transform", [(0.25, None), (1.0, 2.0), (3.0, 1.5)], ids=["scaled", "softcapped", "both"])
+def test_chunked_losses_apply_the_models_logit_scale_and_softcap(transform: tuple[float, float | None]) -> None:
+    """Loss and gradients through a scaled / soft-capped head equal the dense computation (float64)."""
+    torch.manual_seed(4)
+    projection = torch.nn.Linear(6, 9, bias=True).double()
+    out = OutputHead(projection, *transform)
+    hidden = torch.randn(13, 6, dtype=torch.float64, requires_grad=True)
+    targets = torch.randint(0, 9, (13,))
+    bags = torch.rand(13, 9).argsort(dim=1)[:, :3]  # distinct ids per row, as future_bags makes them
+    bags[::4, 2] = -1  # and some shorter bags
+    params = [hidden, projection.weight, projection.bias]
+    for kernel, dense_fn in [
+        (CrossEntropy(targets), lambda z: F.cross_entropy(z, targets, reduction="sum")),
+        (BagBCE(bags), lambda z: F.binary_cross_entropy_with_logits(
+            z, torch.zeros_like(z).scatter_(1, bags.clamp(min=0), (bags >= 0).double()), reduction="sum")),
+    ]:
+        ours = chunked_linear_loss(hidden, projection.weight, projection.bias, kernel, chunk_elements=20,
+                                   logit_scale=out.scale, softcap=out.softcap)
+        dense = dense_fn(out.logits(hidden))
+        torch.testing.assert_close(ours, dense)
+        for a, b in zip(torch.autograd.grad(ours, params), torch.autograd.grad(dense, params)):
+            torch.testing.assert_close(a, b)
 
 
 def test_sampled_positions_are_a_subset_of_at_most_k_per_row() -> None:

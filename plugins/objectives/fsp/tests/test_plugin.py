@@ -16,6 +16,7 @@ from transformers import AutoModelForCausalLM
 
 from litplug.cli import main
 from litplug.generate import generate
+from litplug.head import OutputHead
 from litplug.testing import TINY_OVERRIDES, PluginConformance, run_training
 
 
@@ -78,7 +79,7 @@ def test_aux_loss_reaches_the_trunk_and_outputs_are_causal(tiny_model, tiny_batc
     head = head_for(tiny_model, "block")
     lm_head = tiny_model.get_output_embeddings()
     hidden = tiny_model.base_model(input_ids=tiny_batch["input_ids"]).last_hidden_state
-    fsp_bce_loss(head, lm_head, hidden, tiny_batch["labels"], tau=4).backward()
+    fsp_bce_loss(head, OutputHead(lm_head), hidden, tiny_batch["labels"], tau=4).backward()
     trunk = tiny_model.base_model.layers[0].self_attn.q_proj.weight
     assert trunk.grad is not None and trunk.grad.abs().sum() > 0
 
