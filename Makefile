@@ -9,7 +9,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test test-slow lint bench clean
 
 setup: $(VENV)/.installed
 
@@ -29,6 +29,10 @@ demo: setup
 # Tests run on up to 4 workers (pytest-xdist), a file per worker so module fixtures run once.
 test: setup
 	$(PY) -m pytest -n auto --maxprocesses 4 --dist loadfile
+
+# The full sweeps marked `slow` (every architecture trains and exports): ~5 more minutes.
+test-slow: setup
+	$(PY) -m pytest -n auto --maxprocesses 4 --dist loadfile -m slow
 
 lint: setup
 	$(VENV)/bin/ruff check .

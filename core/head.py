@@ -29,7 +29,7 @@ _SCALE_FIELDS: tuple[tuple[str, bool, dict[str, bool | None]], ...] = (
     ("output_multiplier", True, {}),
     ("lm_head_multiplier", True, {}),  # Falcon-H1
 )
-_SOFTCAP_FIELD = "final_logit_softcapping"  # Gemma-2/3/4, VaultGemma, nanochat, ...
+_SOFTCAP_FIELDS = ("final_logit_softcapping", "logits_soft_cap")  # Gemma-2/3/4, nanochat, ...; RecurrentGemma
 
 PROBE_TOKENS = 8  # the start-up check runs the model once on 2 x PROBE_TOKENS tokens
 
@@ -93,14 +93,18 @@ def head_transform(config: object) -> tuple[float, float | None]:
         if mode is None:
             continue
         scale = scale * value if mode else scale / value
-    cap = getattr(text, _SOFTCAP_FIELD, None)
-    softcap = float(cap) if isinstance(cap, (int, float)) and not isinstance(cap, bool) and cap > 0 else None
+    softcap = None
+    for name in _SOFTCAP_FIELDS:
+        cap = getattr(text, name, None)
+        if isinstance(cap, (int, float)) and not isinstance(cap, bool) and cap > 0:
+            softcap = float(cap)
     return float(scale), softcap
 
 
 def backbone_hidden(model: PreTrainedModel, input_ids: torch.Tensor) -> torch.Tensor:
-    """Final hidden states [B, T, H] of the model's backbone (after its final norm)."""
-    return model.base_model(input_ids=input_ids).last_hidden_state
+    """Final hidden states [B, T, H] of the model's backbone (after its final norm). No KV cache:
+    training never decodes, and a cache would only cost memory."""
+    return model.base_model(input_ids=input_ids, use_cache=False).last_hidden_state
 
 
 def output_head(model: PreTrainedModel, check: bool = True) -> OutputHead:
@@ -132,7 +136,7 @@ def check_output_head(model: PreTrainedModel, head: OutputHead) -> None:
     model.eval()
     try:
         with torch.no_grad():
-            reference = model(input_ids=ids).logits.float()
+            reference = model(input_ids=ids, use_cache=False).logits.float()
             ours = head.logits(backbone_hidden(model, ids)).float()
     except Exception as exc:  # the architecture cannot run a plain causal forward
         model.train(was_training)

@@ -124,10 +124,11 @@ def build_model(model_cfg: DictConfig, tokenizer: PreTrainedTokenizerBase) -> Pr
             eos_token_id=tokenizer.eos_token_id,
             **extra,
         )
-    except ValueError as exc:
-        raise ConfigError(f"model.architecture: {exc}") from None
+    except Exception as exc:  # unknown model_type, or the config's own validation of these sizes
+        raise ConfigError(f"model.architecture '{model_cfg.architecture}' with these sizes is not a valid "
+                          f"config: {type(exc).__name__}: {str(exc).strip()[:400]}") from None
     try:
         return AutoModelForCausalLM.from_config(config, attn_implementation=attn_implementation(model_cfg),
                                                 dtype=torch.float32)
-    except (ValueError, KeyError, TypeError, AttributeError, RuntimeError) as exc:
+    except Exception as exc:  # transformers' config validation raises many types; all mean "this config"
         raise _load_error(exc, model_cfg) from None

@@ -41,3 +41,14 @@ def install_fake_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iter
     yield install
     for module in added:
         sys.modules.pop(module, None)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """``N architectures checked, M skipped`` when tests/test_architectures.py ran (works under xdist)."""
+    def count(outcome: str) -> int:
+        return sum(1 for r in terminalreporter.stats.get(outcome, [])
+                   if "test_architectures.py::test_own_loss[" in getattr(r, "nodeid", "") and r.when != "teardown")
+    checked, skipped, failed = count("passed"), count("skipped"), count("failed")
+    if checked or skipped or failed:
+        terminalreporter.write_line(f"{checked} architectures checked, {skipped} skipped"
+                                    + (f", {failed} FAILED" if failed else ""))

@@ -87,13 +87,20 @@ class SpectralDecay(torch.nn.Module):
         precision rounds neither sigma_hat nor its power; the layers' estimates are concatenated so the
         power and sum run once, keeping the per-step cost a few small ops per layer."""
         device = self.refreshes.device
+        estimates = []
         with torch.autocast(device_type=device.type, enabled=False):
-            estimates = [sigma_hat(out_in_weight(model.get_submodule(name)).float(), cache.u[:k], cache.v[:k])
-                         for name, cache, k in zip(self.names, self.caches, self.k_targets) if k > 0]
+            for name, cache, k in zip(self.names, self.caches, self.k_targets):
+                if k == 0:
+                    continue
+                # at least fp32, whatever the run's precision: under `bf16-true` / `64-true` Lightning casts
+                # the weights *and* these cached buffers to the run dtype
+                weight = out_in_weight(model.get_submodule(name))
+                acc = torch.promote_types(weight.dtype, torch.float32)
+                estimates.append(sigma_hat(weight.to(acc), cache.u[:k].to(acc), cache.v[:k].to(acc)))
             if not estimates:
                 zero = torch.zeros((), device=device)
                 return zero, zero
-            stacked = torch.cat(estimates)
+            stacked = torch.cat(estimates).float()
             return penalty(stacked, self.cfg.lam, self.cfg.power), stacked.detach().max()
 
 
