@@ -163,3 +163,29 @@ def test_training_run_uses_the_registered_attention(litplug_run: Any, sdpa_calls
     assert run.module.model.config._attn_implementation == "xformers"
     assert sdpa_calls  # the backbone's attention went through the plugin's function
     assert "xformers" not in (run.export_dir / "config.json").read_text()  # the export is plain HF
+
+
+@pytest.mark.parametrize(("architecture", "extra", "feature"), [
+    ("gemma2", {}, "attention soft-capping"),
+    ("mistral", {"sliding_window": 8}, "sliding-window attention (sliding_window=8 < data.seq_len=16)"),
+])
+def test_unsupported_attention_is_refused_at_startup_naming_the_feature(
+        architecture: str, extra: dict, feature: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    import json
+
+    from litplug.testing import TINY_OVERRIDES
+
+    code = main(["train", *TINY_OVERRIDES, f"run.output_dir={tmp_path}", f"model.architecture={architecture}",
+                 f"model.extra={json.dumps(extra)}", "plugins.xformers={}"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "plugins.xformers" in err and feature in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_sliding_window_longer_than_the_sequences_is_plain_causal_attention() -> None:
+    from litplug_xformers.plugin import unsupported_feature
+
+    model = _gqa_llama()
+    model.config.sliding_window = 64
+    assert unsupported_feature(model, seq_len=16) is None
