@@ -166,7 +166,11 @@ def build_module(run: Run) -> LitplugModule:
 def train(run: Run) -> dict[str, Any]:
     """Fit, export, evaluate, record. Returns the final metrics."""
     cfg = run.cfg
-    module = run.module = build_module(run)  # before the run directory: a refused model writes nothing
+    # the model and the plugins' callbacks first: a model or plugin refused here writes nothing
+    module = run.module = build_module(run)
+    plugin_callbacks: list[Callback] = []
+    for extra in run.pm.hook.callbacks(config=cfg):
+        plugin_callbacks += list(extra or [])
     resuming = _claim_run_dir(run)
     logger = None
     if cfg.tracking.enabled:
@@ -179,9 +183,8 @@ def train(run: Run) -> dict[str, Any]:
                         save_last=True, save_top_k=-1 if t.keep_checkpoints else 0, filename="{step}",
                         enable_version_counter=False),
         _ProgressPrinter(),
+        *plugin_callbacks,
     ]
-    for extra in run.pm.hook.callbacks(config=cfg):
-        callbacks += list(extra or [])
     trainer = L.Trainer(
         max_steps=t.max_steps, accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes,
         strategy=t.strategy, precision=t.precision, gradient_clip_val=t.gradient_clip_val,
@@ -256,14 +259,45 @@ def remove_failed_run_dir(run_dir: Path, existed_before: bool) -> None:
 
 def train_command(config_path: str | None, overrides: list[str] | tuple[str, ...] = ()) -> Run:
     """``litplug train``: set up, train, print the summary; a failure before the first checkpoint
-    leaves no run directory behind. Plugin verbs that train (e.g. ``sift train-task``) reuse it."""
-    run = setup(config_path, overrides)
-    existed = run.run_dir.exists()
-    try:
-        train(run)
-    except BaseException:
-        remove_failed_run_dir(run.run_dir, existed)
-        raise
+    leaves no run directory behind. Plugin verbs that train (e.g. ``sift train-task``) reuse it.
+
+    An unreachable tracking server is refused before anything is written. SIGTERM and Ctrl-C stop
+    after the current step with a checkpoint of it, mark the MLflow run KILLED and raise
+    :class:`litplug.signals.Interrupted` (exit 128 + the signal); the same command resumes.
+    """
+    import signal
+    import sys
+
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    from litplug import signals, tracking
+
+    tracking.check_server(config_mod.load_config(config_path, overrides))
+    with signals.handlers_restored():  # the caller's handlers, whatever setup() and Lightning install
+        run = setup(config_path, overrides)
+        existed = run.run_dir.exists()
+        stop = signals.GracefulStop(run.last_checkpoint)
+        stop.install()  # also replaces the SIGINT handler litdata's optimize leaves behind (os._exit(0))
+        run.pm.register(stop, name="core-signals")  # its callbacks hook adds the stop callback
+        try:
+            try:
+                train(run)
+            except SIGTERMException:  # Lightning's own SIGTERM exit (SystemExit(None), i.e. exit 0)
+                raise signals.Interrupted(signal.SIGTERM, stop.step) from None
+        except signals.Interrupted as exc:
+            if rank_zero_only.rank == 0:
+                tracking.mark_killed(_run_id_file(run))
+            remove_failed_run_dir(run.run_dir, existed)
+            if rank_zero_only.rank == 0:
+                print(signals.interrupted_message(run.cfg, exc, run.last_checkpoint, stop.saved_step),
+                      file=sys.stderr, flush=True)
+            raise
+        except BaseException:
+            remove_failed_run_dir(run.run_dir, existed)
+            raise
     if run.results:
         print(summary(run))
+        note = tracking.outage(run.results.get("mlflow_run_id"))
+        if note:
+            print(note)
     return run

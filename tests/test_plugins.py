@@ -39,7 +39,7 @@ import litplug
 
 class Plugin:
     @litplug.hookimpl
-    def lm_loss(self, hidden, lm_head, labels):
+    def lm_loss(self, hidden, head, labels):
         return None
 """
 
@@ -107,6 +107,13 @@ def test_two_plugins_on_an_exclusive_hook_is_an_error_naming_both(install_fake_p
     install_fake_plugin("fused_b", LM_LOSS)
     with pytest.raises(PluginError, match="'fused_a' and 'fused_b'.*lm_loss"):
         load_plugins(load_config(None, ["plugins.fused_a={}", "plugins.fused_b={}"]))
+
+
+def test_a_plugin_written_for_the_old_lm_head_contract_is_refused(install_fake_plugin: Callable) -> None:
+    """``lm_loss(hidden, lm_head, labels)`` would compute the bare projection's loss: refused, named."""
+    install_fake_plugin("old_fused", LM_LOSS.replace("head, labels", "lm_head, labels"))
+    with pytest.raises(PluginError, match=r"'old_fused'.*lm_loss.*\['lm_head'\]"):
+        load_plugins(load_config(None, ["plugins.old_fused={}"]))
 
 
 def test_declared_order_is_checked(install_fake_plugin: Callable) -> None:

@@ -50,12 +50,18 @@ def _losses(tracking_dir: Path, run_dir: Path) -> dict[int, list[float]]:
     return history
 
 
-def test_sigkill_mid_run_then_same_command_is_bit_identical(tmp_path: Path, litplug_data_cache: Path) -> None:
+# one source of 40 rows, batch 8: 5 steps an epoch, so the resume from step 4 crosses into epoch 2
+SINGLE_SMALL = "data.sources=[{task: arithmetic, params: {digits: 2}, num_train: 40}]"
+
+
+@pytest.mark.parametrize("data", [MIXTURE, SINGLE_SMALL], ids=["mixture", "single-source-across-epochs"])
+def test_sigkill_mid_run_then_same_command_is_bit_identical(data: str, tmp_path: Path,
+                                                            litplug_data_cache: Path) -> None:
     env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "HF_HUB_OFFLINE": "1"}
 
     def command(name: str) -> list[str]:
         args = [a for a in tiny_args(tmp_path, name, litplug_data_cache) if a != "tracking.enabled=false"]
-        return [*LITPLUG, "train", *args, MIXTURE, "data.seq_len=20", "trainer.max_steps=8",
+        return [*LITPLUG, "train", *args, data, "data.seq_len=20", "trainer.max_steps=8",
                 "trainer.checkpoint_every_n_steps=2", "eval.num_examples=2"]
 
     full = subprocess.run(command("full"), capture_output=True, text=True, env=env, timeout=600)
@@ -124,3 +130,18 @@ def test_mixture_resume_after_an_epoch_boundary_is_bit_exact(litplug_run) -> Non
     diff = state_equal(full.module.state_dict(), resumed.module.state_dict())
     assert not diff, f"resumed run differs from the uninterrupted run in {diff[:5]}"
     assert resumed.results["metrics"]["train/loss"] == full.results["metrics"]["train/loss"]
+
+
+def test_single_source_resume_across_an_epoch_boundary_is_bit_exact(litplug_run) -> None:
+    """One source of 200 rows, batch 8: 25 steps an epoch. Resumed from step 10 (epoch 1), the run
+    crosses into epoch 2 and must draw epoch 2's shuffle exactly as the uninterrupted run did."""
+    source = "data.sources=[{task: arithmetic, params: {digits: 2}, num_train: 200}]"
+    keep = [source, "data.seq_len=20", "trainer.max_steps=40", "trainer.checkpoint_every_n_steps=10",
+            "trainer.keep_checkpoints=true", "eval.num_examples=2"]
+    full = litplug_run(None, keep, name="full")
+    resumed_dir = full.run_dir.parent / "resumed"
+    (resumed_dir / "checkpoints").mkdir(parents=True)
+    (resumed_dir / "checkpoints" / "last.ckpt").write_bytes((full.run_dir / "checkpoints" / "step=10.ckpt").read_bytes())
+    resumed = litplug_run(None, keep, name="resumed")
+    diff = state_equal(full.module.state_dict(), resumed.module.state_dict())
+    assert not diff, f"resumed run differs from the uninterrupted run in {diff[:5]}"

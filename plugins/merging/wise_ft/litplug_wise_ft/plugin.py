@@ -38,8 +38,12 @@ class WiseFTPlugin:
             print("wise_ft: neither keep_steps nor score_every_n_steps is set, so no early checkpoint is kept.",
                   flush=True)
             return None
-        from litplug_wise_ft.keeper import EarlyCheckpointKeeper
+        from litplug_wise_ft.keeper import EarlyCheckpointKeeper, pick_source
 
+        if c.score_every_n_steps:  # at start-up, before the run directory exists (not only at on_train_start)
+            from omegaconf import OmegaConf
+
+            pick_source([OmegaConf.to_object(s) for s in config.data.sources], c.score_source)
         return [EarlyCheckpointKeeper(c, Path(config.run.output_dir) / config.run.name)]
 
     @hookimpl
