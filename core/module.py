@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -11,6 +12,7 @@ import torch
 from omegaconf import DictConfig
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, get_scheduler
 
+from litplug.checkpoints import relocate_loader_state
 from litplug.data.datamodule import discount_prefetched_batch
 from litplug.errors import RunFailure
 from litplug.head import OutputHead, backbone_hidden, head_transform
@@ -74,8 +76,8 @@ class LitplugModule(L.LightningModule):
         if bad:
             raise NonFiniteLoss(
                 f"Non-finite loss at step {self.global_step + 1}: term(s) {', '.join(bad)} "
-                f"({', '.join(f'{n}={terms[n].item()}' for n in bad)}). The last good checkpoint is kept; "
-                "lower optim.lr or check the plugin that owns the term."
+                f"({', '.join(f'{n}={terms[n].item()}' for n in bad)}). {self._checkpoint_note()} "
+                "Lower optim.lr or check the plugin that owns the term."
             )
         self._log_mixture(batch)
         for name, value in terms.items():
@@ -96,12 +98,31 @@ class LitplugModule(L.LightningModule):
             self.log(f"data/{name}/fraction", drawn / total, batch_size=1)
             self.log(f"data/{name}/epochs", drawn / size, batch_size=1)
 
+    def _checkpoint_note(self) -> str:
+        """Whether a checkpoint to resume from exists: the message must not promise one that does not."""
+        callback = self.trainer.checkpoint_callback if self._trainer is not None else None
+        directory = getattr(callback, "dirpath", None)
+        if directory and any(Path(directory).glob("*.ckpt")):
+            return f"The last good checkpoint is kept in {directory} (re-running resumes from it)."
+        return "No checkpoint had been written yet, so there is nothing to resume from."
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # never replace the last good checkpoint with weights an update just made non-finite
+        bad = [name for name, p in self.named_parameters() if not torch.isfinite(p).all()]
+        if bad:
+            raise NonFiniteLoss(
+                f"Non-finite weights after step {self.global_step} ({len(bad)} tensor(s), e.g. {bad[0]}): the "
+                f"update that made them is not checkpointed. {self._checkpoint_note()} Lower optim.lr, or "
+                "check trainer.gradient_clip_val and the plugins' loss terms."
+            )
         checkpoint["litplug_source_counts"] = dict(self.source_counts)
         discount_prefetched_batch(checkpoint, self.trainer)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.source_counts = dict(checkpoint.get("litplug_source_counts", {}))
+        datamodule = self.trainer.datamodule if self._trainer is not None else None
+        if datamodule is not None:  # a moved run directory (and its data cache) still resumes
+            relocate_loader_state(checkpoint, list(datamodule.train_dirs))
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         elapsed = time.perf_counter() - self._step_started

@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import tempfile
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 import lightning as L
 import pluggy
 import torch
+from filelock import FileLock, Timeout
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
@@ -25,6 +27,7 @@ from transformers import PreTrainedTokenizerBase
 
 from litplug import config as config_mod
 from litplug import plugins as plugins_mod
+from litplug.checkpoints import AtomicCheckpointIO
 from litplug.data.datamodule import LitplugDataModule, source_specs
 from litplug.data.sources import SourceSpec
 from litplug.data.tasks import TaskError, get_task
@@ -34,6 +37,7 @@ from litplug.head import output_head
 from litplug.model import build_model, byte_tokenizer, load_tokenizer, word_tokenizer
 from litplug.module import LitplugModule
 from litplug.plugins import load_plugins  # noqa: F401 - re-exported: litplug.run.load_plugins
+from litplug.resume import check_resume_config
 from litplug.tracking import flat_params, make_logger, provenance_tags, tracking_uri
 from litplug.weights import export_hf
 
@@ -120,11 +124,23 @@ def setup(config_path: str | None, overrides: list[str] | tuple[str, ...] = ()) 
 
 
 def _claim_run_dir(run: Run) -> bool:
-    """Create or reuse the run folder; True when resuming from its last checkpoint."""
+    """Create or reuse the run folder; True when resuming from its last checkpoint.
+
+    A resume must keep the run's config (:func:`litplug.resume.check_resume_config`). A folder with no
+    checkpoint and no export (e.g. killed during its very first checkpoint write) holds nothing to
+    lose and starts over."""
     if run.cfg.run.resume and run.last_checkpoint.is_file():
+        if rank_zero_only.rank == 0:
+            changes = check_resume_config(run.run_dir / "config.yaml", run.cfg, run.run_dir)
+            if changes:
+                (run.run_dir / "config.yaml").write_text(config_mod.to_yaml(run.cfg))
+                shown = ", ".join(f"{k}={new!r}" for k, (_, new) in changes.items())
+                print(f"Resuming '{run.cfg.run.name}' with {shown} (was: "
+                      + ", ".join(f"{old!r}" for old, _ in changes.values()) + ").", flush=True)
         return True
     if run.run_dir.exists() and any(run.run_dir.iterdir()) and rank_zero_only.rank == 0:
-        if (run.run_dir / "checkpoints").exists() or run.export_dir.exists():
+        checkpoints = run.run_dir / "checkpoints"
+        if any(checkpoints.glob("*.ckpt")) or run.export_dir.exists():
             raise ConfigError(
                 f"Run directory '{run.run_dir}' already holds a run"
                 + ("" if run.cfg.run.resume else " and run.resume is false")
@@ -163,6 +179,20 @@ def build_module(run: Run) -> LitplugModule:
     return LitplugModule(run.cfg, model, run.tokenizer, run.pm, aux)
 
 
+def run_lock(run: Run) -> FileLock | nullcontext:
+    """One ``litplug train`` per run directory: a second one on the same directory would overwrite the
+    first's config, checkpoints and export. Held by rank 0 for the whole run."""
+    if rank_zero_only.rank != 0:
+        return nullcontext()
+    lock = FileLock(str(run.run_dir.parent / f".{run.run_dir.name}.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise ConfigError(f"Run directory '{run.run_dir}' is in use by another `litplug train` right now (lock "
+                          f"{lock.lock_file}). Wait for it to finish, or choose another run.name.") from None
+    return lock
+
+
 def train(run: Run) -> dict[str, Any]:
     """Fit, export, evaluate, record. Returns the final metrics."""
     cfg = run.cfg
@@ -171,6 +201,16 @@ def train(run: Run) -> dict[str, Any]:
     plugin_callbacks: list[Callback] = []
     for extra in run.pm.hook.callbacks(config=cfg):
         plugin_callbacks += list(extra or [])
+    lock = run_lock(run)
+    try:
+        return _train(run, module, plugin_callbacks)
+    finally:
+        if isinstance(lock, FileLock):
+            lock.release()
+
+
+def _train(run: Run, module: LitplugModule, plugin_callbacks: list[Callback]) -> dict[str, Any]:
+    cfg = run.cfg
     resuming = _claim_run_dir(run)
     logger = None
     if cfg.tracking.enabled:
@@ -193,6 +233,7 @@ def train(run: Run) -> dict[str, Any]:
         limit_val_batches=t.limit_val_batches, num_sanity_val_steps=0, logger=logger or False,
         callbacks=callbacks, deterministic=t.deterministic, enable_progress_bar=False,
         enable_model_summary=False, default_root_dir=run.run_dir, use_distributed_sampler=False,
+        plugins=[AtomicCheckpointIO()],
     )
     if rank_zero_only.rank == 0 and not resuming:
         (run.run_dir / "config.yaml").write_text(config_mod.to_yaml(cfg))
