@@ -141,7 +141,8 @@ def test_single_source_resume_across_an_epoch_boundary_is_bit_exact(litplug_run)
     full = litplug_run(None, keep, name="full")
     resumed_dir = full.run_dir.parent / "resumed"
     (resumed_dir / "checkpoints").mkdir(parents=True)
-    (resumed_dir / "checkpoints" / "last.ckpt").write_bytes((full.run_dir / "checkpoints" / "step=10.ckpt").read_bytes())
+    step10 = full.run_dir / "checkpoints" / "step=10.ckpt"
+    (resumed_dir / "checkpoints" / "last.ckpt").write_bytes(step10.read_bytes())
     resumed = litplug_run(None, keep, name="resumed")
     diff = state_equal(full.module.state_dict(), resumed.module.state_dict())
     assert not diff, f"resumed run differs from the uninterrupted run in {diff[:5]}"

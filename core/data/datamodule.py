@@ -21,6 +21,7 @@ from transformers import PreTrainedTokenizerBase
 from litplug.data.batch import collate
 from litplug.data.prepare import prepare_split
 from litplug.data.sources import SourceSpec, source_name
+from litplug.errors import DataError
 
 
 def tag_source(item: dict[str, Any], index: int) -> dict[str, Any]:
@@ -47,14 +48,59 @@ class EpochSeededMixture(CombinedStreamingDataset):
             self._seed = seed
 
 
+class ResumableLoader(StreamingDataLoader):
+    """A ``StreamingDataLoader`` whose resume position applies to the resumed epoch only.
+
+    litdata clears its ``restore`` flag when an epoch's iterator runs to its end. For a source of
+    known length Lightning stops after the epoch's last batch without exhausting the iterator, so
+    the flag stayed set and the next epoch "resumed" again from the checkpoint's position: it replayed
+    the tail of the previous epoch (a single-source resume across an epoch boundary was not
+    bit-exact). Here a restore set by :meth:`load_state_dict` is honoured by the next iteration only.
+    """
+
+    def load_state_dict(self, obj: dict[str, Any]) -> None:
+        super().load_state_dict(obj)
+        self._fresh_restore = self.restore
+
+    def __iter__(self) -> Any:
+        if not getattr(self, "_fresh_restore", False):
+            self.restore = False  # a flag left over from an epoch that ended without StopIteration
+        self._fresh_restore = False
+        return super().__iter__()
+
+
 def source_specs(cfg: DictConfig) -> list[SourceSpec]:
-    return [OmegaConf.to_object(s) for s in cfg.data.sources]
+    return [_with_defaults(OmegaConf.to_object(s), cfg) for s in cfg.data.sources]
+
+
+def _with_defaults(spec: SourceSpec, cfg: DictConfig) -> SourceSpec:
+    """Fill the per-source settings that default to a data-level one (``data.on_bad_rows``)."""
+    if spec.on_bad_rows is None:
+        spec.on_bad_rows = cfg.data.on_bad_rows
+    return spec
+
+
+def check_unique_names(sources: list[SourceSpec]) -> None:
+    """Sources log under ``val/<name>/loss``, so two with one name would collide at the first
+    validation. The config's sources are checked by load_config; this also covers the sources a
+    plugin's ``data_sources`` hook adds."""
+    seen: dict[str, int] = {}
+    for i, spec in enumerate(sources):
+        name = source_name(spec)
+        if name in seen:
+            raise DataError(f"Data sources {seen[name]} and {i} (after the plugins' data_sources hooks) are both "
+                            f"named '{name}', so their metrics would collide (e.g. val/{name}/loss). Give one of "
+                            f"them its own `name` (e.g. name: {name}_{i}).")
+        seen[name] = i
 
 
 class LitplugDataModule(L.LightningDataModule):
     def __init__(self, cfg: DictConfig, tokenizer: PreTrainedTokenizerBase, sources: list[SourceSpec],
                  cache_root: Path) -> None:
         super().__init__()
+        check_unique_names(sources)
+        for spec in sources:
+            _with_defaults(spec, cfg)  # sources a plugin's data_sources hook added
         self.cfg = cfg
         self.tokenizer = tokenizer
         self.sources = sources
@@ -71,6 +117,27 @@ class LitplugDataModule(L.LightningDataModule):
         args = dict(tokenizer=self.tokenizer, seq_len=d.seq_len, seed=d.seed, cache_root=self.cache_root)
         self.train_dirs = [prepare_split(s, "train", **args) for s in self.sources if s.weight > 0]
         self.val_dirs = [prepare_split(s, "validation", **args) for s in self.sources]
+        self.check_batch_size()
+
+    def check_batch_size(self) -> None:
+        """The training loader drops an incomplete last batch, and a mixture ends its epoch when its
+        first source runs out: with fewer rows than one batch before that, every epoch is empty and
+        the run would train 0 steps (and exit as if it had succeeded)."""
+        batch_size = self.cfg.data.batch_size
+        sizes, weights = self.train_sizes(), self.train_weights()
+        # the expected rows of an epoch: until the source with the fewest rows per share of draws runs out
+        rows, name, share, size = min((n / w, name, w, n) for n, w, name in zip(sizes, weights, self.train_names))
+        if rows >= batch_size:
+            return
+        rows_per = f"{size} training rows (sequences of data.seq_len + 1 = {self.cfg.data.seq_len + 1} tokens)"
+        if len(sizes) == 1:
+            raise DataError(f"data source '{name}' has {rows_per}, fewer than data.batch_size = {batch_size}; the "
+                            "training loader drops incomplete batches, so the run would train 0 steps. Lower "
+                            f"data.batch_size to at most {size}, or add data.")
+        raise DataError(f"data source '{name}' has {rows_per} and {share:.0%} of the training mixture's draws, so "
+                        f"the mixture runs out of it after about {rows:.0f} rows per epoch, fewer than "
+                        f"data.batch_size = {batch_size}; every epoch would be empty and the run would train 0 "
+                        f"steps. Lower data.batch_size, lower the source's weight, or add data to it.")
 
     def train_sizes(self) -> list[int]:
         """Rows in each training source (for epoch counts)."""
@@ -82,7 +149,7 @@ class LitplugDataModule(L.LightningDataModule):
         weights = [s.weight for s in self.sources if s.weight > 0]
         return [w / sum(weights) for w in weights]
 
-    def train_dataloader(self) -> StreamingDataLoader:
+    def train_dataloader(self) -> ResumableLoader:
         d = self.cfg.data
         seed = self.cfg.run.seed
         datasets = [StreamingDataset(str(p), shuffle=d.shuffle, seed=seed + i, drop_last=True,
@@ -93,8 +160,8 @@ class LitplugDataModule(L.LightningDataModule):
         else:
             dataset = EpochSeededMixture(datasets, seed=seed, weights=self.train_weights(),
                                                iterate_over_all=False)
-        loader = StreamingDataLoader(dataset, batch_size=d.batch_size, num_workers=d.num_workers,
-                                     collate_fn=partial(collate, loss_on=d.loss_on), drop_last=True)
+        loader = ResumableLoader(dataset, batch_size=d.batch_size, num_workers=d.num_workers,
+                                 collate_fn=partial(collate, loss_on=d.loss_on), drop_last=True)
         return loader
 
     def val_dataloader(self) -> list[StreamingDataLoader]:

@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import fsspec
 
-from litplug.config import SourceConfig
+from litplug.config import SourceConfig, source_label
 from litplug.data.tasks import Example, TaskError, get_task
 from litplug.errors import DataError
+
+log = logging.getLogger("litplug.data")
 
 # A source as the data hooks see it: the validated ``data.sources[i]`` section as a dataclass.
 SourceSpec = SourceConfig
@@ -21,9 +25,39 @@ SPLITS = ("train", "validation", "test")
 
 
 def source_name(spec: SourceSpec) -> str:
-    if spec.name:
-        return spec.name
-    return spec.task or Path(str(spec.path).rstrip("/")).stem
+    return source_label(spec)
+
+
+class _BadRow(Exception):
+    """A row that cannot become an example; with on_bad_rows=skip it is counted and skipped."""
+
+    def __init__(self, where: str, why: str) -> None:
+        super().__init__(f"{where} {why}")
+        self.where, self.why = where, why
+
+
+@dataclass
+class _Skipped:
+    """Rows skipped in one read of a source (data.on_bad_rows=skip)."""
+
+    count: int = 0
+    first: str = ""
+
+    def add(self, row: _BadRow) -> None:
+        self.count += 1
+        self.first = self.first or str(row)
+
+
+# Each split reads the whole file, so the same skipped rows are seen up to three times: report once.
+_reported: set[tuple[str, str, int, str]] = set()
+
+
+def _report_skipped(spec: SourceSpec, skipped: _Skipped) -> None:
+    key = (source_name(spec), str(spec.path), skipped.count, skipped.first)
+    if skipped.count and key not in _reported:
+        _reported.add(key)
+        log.warning("litplug: data source '%s': skipped %d unreadable or incomplete rows of '%s' "
+                    "(data.on_bad_rows=skip); the first: %s", key[0], skipped.count, spec.path, skipped.first)
 
 
 def read_examples(spec: SourceSpec, split: str, seed: int) -> list[Example]:
@@ -34,7 +68,10 @@ def read_examples(spec: SourceSpec, split: str, seed: int) -> list[Example]:
             return get_task(spec.task, dict(spec.params)).examples(split, n, seed)
         except TaskError as exc:
             raise DataError(f"data source '{source_name(spec)}': {exc}") from None
-    examples = [ex for ex in _read_file(spec) if _file_split(ex, spec.validation_fraction) == _file_role(split)]
+    skipped = _Skipped()
+    examples = [ex for ex in _read_file(spec, skipped)
+                if _file_split(ex, spec.validation_fraction) == _file_role(split)]
+    _report_skipped(spec, skipped)
     if not examples:
         raise DataError(f"data source '{source_name(spec)}' ({spec.path}) has no examples for the {split} split. "
                         "Add data or change validation_fraction.")
@@ -78,36 +115,71 @@ def _existing(spec: SourceSpec) -> tuple[fsspec.AbstractFileSystem, str]:
     return fs, fs_path
 
 
-def _read_file(spec: SourceSpec) -> Iterator[Example]:
+TEXT_SUFFIXES = (".txt", ".md", ".text")
+
+
+def _read_file(spec: SourceSpec, skipped: _Skipped | None = None) -> Iterator[Example]:
+    """The examples of a file source, in file order. A source is plain text or prompt/answer, never
+    both (the shards are built in one of the two forms): a row of the other form is refused."""
     fs, fs_path = _existing(spec)
     files = sorted(fs.find(fs_path)) if fs.isdir(fs_path) else [fs_path]
+    skip = spec.on_bad_rows == "skip"
+    first: tuple[bool, str] | None = None  # (prompt/answer form?, where) of the source's first example
     for file in files:
         suffix = Path(file).suffix.lower()
-        if suffix == ".parquet":
-            yield from _parquet(spec, fs, file)
-            continue
-        with fs.open(file, "rt", encoding="utf-8") as handle:
-            if suffix == ".jsonl":
-                yield from _jsonl(spec, file, handle)
-            elif suffix in (".txt", ".md", ".text"):
-                yield from (Example("", line.rstrip("\n")) for line in handle if line.strip())
+        if suffix not in (".parquet", ".jsonl", *TEXT_SUFFIXES):
+            raise DataError(f"data source '{source_name(spec)}': file '{file}' has an unsupported "
+                            "extension; use .txt (one document per line), .jsonl or .parquet.")
+        for item in _file_rows(spec, fs, file, suffix):
+            if isinstance(item, _BadRow):
+                if not skip:
+                    raise DataError(f"data source '{source_name(spec)}': {item} Fix the row, or set "
+                                    "data.on_bad_rows=skip to skip such rows (the number skipped is reported).")
+                if skipped is not None:
+                    skipped.add(item)
+                continue
+            example, where = item
+            if first is None:
+                first = (bool(example.prompt), where)
+            elif bool(example.prompt) != first[0]:
+                kinds = ("a prompt/answer record", "a text record")
+                this, that = (kinds[0], kinds[1]) if example.prompt else (kinds[1], kinds[0])
+                raise DataError(f"data source '{source_name(spec)}': {where} is {this}, but {first[1]} is {that}; "
+                                "a source is either plain text or prompt/answer, not both. Split the rows into two "
+                                "sources (each with its own `name`), or give every row the same fields.")
+            yield example
+
+
+def _file_rows(spec: SourceSpec, fs: fsspec.AbstractFileSystem, file: str,
+               suffix: str) -> Iterator[tuple[Example, str] | _BadRow]:
+    if suffix == ".parquet":
+        yield from _parquet(spec, fs, file)
+        return
+    # surrogateescape: a byte that is not UTF-8 becomes a lone surrogate (which valid UTF-8 never decodes
+    # to), so it is found in its own line and reported with the line number instead of as a decode error
+    with fs.open(file, "rt", encoding="utf-8", errors="surrogateescape") as handle:
+        for number, line in enumerate(handle, start=1):
+            where = f"'{file}' line {number}"
+            bad = next((ch for ch in line if "\udc80" <= ch <= "\udcff"), None)
+            if bad is not None:
+                yield _BadRow(where, f"is not UTF-8 text (byte 0x{ord(bad) - 0xDC00:02x}, column "
+                                     f"{line.index(bad) + 1}); save the file as UTF-8.")
+            elif not line.strip():
+                continue
+            elif suffix == ".jsonl":
+                yield _jsonl_row(spec, line, where)
             else:
-                raise DataError(f"data source '{source_name(spec)}': file '{file}' has an unsupported "
-                                "extension; use .txt (one document per line), .jsonl or .parquet.")
+                yield Example("", line.rstrip("\n")), where
 
 
-def _jsonl(spec: SourceSpec, file: str, handle: Iterator[str]) -> Iterator[Example]:
-    for number, line in enumerate(handle, start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"data source '{source_name(spec)}': malformed JSON in '{file}' at line {number}: "
-                            f"{exc.msg} (column {exc.colno}).") from None
-        if not isinstance(row, dict):
-            raise DataError(f"data source '{source_name(spec)}': '{file}' line {number} is not a JSON object.")
-        yield _row_example(spec, row, f"'{file}' line {number}")
+def _jsonl_row(spec: SourceSpec, line: str, where: str) -> tuple[Example, str] | _BadRow:
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as exc:
+        return _BadRow(where, f"is malformed JSON: {exc.msg} (column {exc.colno}).")
+    if not isinstance(row, dict):
+        return _BadRow(where, "is not a JSON object.")
+    return _row_example(spec, row, where)
 
 
 def _parquet(spec: SourceSpec, fs: fsspec.AbstractFileSystem, file: str) -> Iterator[Example]:
@@ -130,14 +202,13 @@ def _parquet(spec: SourceSpec, fs: fsspec.AbstractFileSystem, file: str) -> Iter
                 yield _row_example(spec, row, f"'{file}' row {number}", parquet.schema_arrow.names)
 
 
-def _row_example(spec: SourceSpec, row: dict, where: str, keys: list[str] | None = None) -> Example:
+def _row_example(spec: SourceSpec, row: dict, where: str,
+                 keys: list[str] | None = None) -> tuple[Example, str] | _BadRow:
     """One record (a JSON object or a parquet row) as an Example, by the source's field names."""
     if row.get(spec.prompt_field) is not None and row.get(spec.answer_field) is not None:
-        return Example(str(row[spec.prompt_field]), str(row[spec.answer_field]))
+        return Example(str(row[spec.prompt_field]), str(row[spec.answer_field])), where
     if row.get(spec.text_field) is not None:
-        return Example("", str(row[spec.text_field]))
-    raise DataError(
-        f"data source '{source_name(spec)}': {where} has neither '{spec.text_field}' nor "
-        f"'{spec.prompt_field}'+'{spec.answer_field}' (keys: {sorted(keys or row)}). Set text_field / "
-        "prompt_field / answer_field on the source."
-    )
+        return Example("", str(row[spec.text_field])), where
+    return _BadRow(where, f"has neither '{spec.text_field}' nor '{spec.prompt_field}'+'{spec.answer_field}' "
+                          f"(keys: {sorted(keys or row)}). Set text_field / prompt_field / answer_field on the "
+                          "source if the fields have other names.")

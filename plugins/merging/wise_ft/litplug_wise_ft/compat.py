@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 
 from litplug.errors import ConfigError
-from litplug.weights import tensor_index
+from litplug.weights import safetensors_files
 
 # config.json fields that must agree; other fields (dtype, transformers_version, ...) may differ.
 ARCHITECTURE_FIELDS = ("model_type", "architectures", "vocab_size", "hidden_size", "num_hidden_layers",
@@ -23,20 +23,41 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tok
 
 
 def check_model_dir(path: Path, role: str) -> dict[str, Path]:
-    """The tensor index of an existing HF directory with safetensors weights, or a ConfigError."""
+    """The tensor index of an existing HF directory with safetensors weights, or a ConfigError.
+
+    Every weight file is opened here (headers only), so a missing, truncated or corrupt file is
+    named before anything is written, instead of failing mid-merge with safetensors' own error."""
     if not path.exists():
         raise ConfigError(f"{role} checkpoint '{path}' does not exist. Give an exported HF model directory "
                           "(a litplug run's export/ or a kept early checkpoint such as <run>/wise_ft/best).")
     if not path.is_dir():
         raise ConfigError(f"{role} checkpoint '{path}' is a file; give the HF model directory that holds it.")
     try:
-        return tensor_index(path)
+        files = safetensors_files(path)
     except FileNotFoundError:
         raise ConfigError(f"{role} checkpoint '{path}' holds no safetensors weights (model.safetensors or "
                           "model.safetensors.index.json). Export it with save_pretrained(safe_serialization="
                           "True) or use a litplug run's export/ directory.") from None
-    except (OSError, ValueError, KeyError) as exc:
-        raise ConfigError(f"{role} checkpoint '{path}' has unreadable weights: {exc}") from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{role} checkpoint '{path}' has an unreadable weight index "
+                          f"'{path / 'model.safetensors.index.json'}' ({type(exc).__name__}: {exc}).") from None
+    index: dict[str, Path] = {}
+    for file in files:
+        index.update(dict.fromkeys(_tensor_names(file, role), file))
+    return index
+
+
+def _tensor_names(file: Path, role: str) -> list[str]:
+    if not file.is_file():
+        raise ConfigError(f"{role} checkpoint: weight file '{file}' is missing (model.safetensors.index.json "
+                          "lists it). Copy the complete checkpoint directory.")
+    try:
+        with safe_open(file, framework="pt") as handle:
+            return list(handle.keys())
+    except (SafetensorError, OSError) as exc:
+        raise ConfigError(f"{role} checkpoint: weight file '{file}' cannot be read ({exc}); it is truncated or "
+                          "not a safetensors file (an interrupted copy or download?). Copy or export the "
+                          "checkpoint again.") from None
 
 
 def _header(file: Path, name: str) -> tuple[list[int], str]:
