@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import os
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 from litplug.errors import ConfigError, LitplugError, RunFailure  # noqa: E402
+from litplug.signals import Interrupted, handlers_restored  # noqa: E402
 
 BUILTIN_VERBS = ("train", "config", "plugins", "eval", "generate", "merge", "new-plugin")
 
@@ -47,6 +49,11 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
         print(f"{r.name:<14} {r.status:<7} {r.distribution or '?'} {r.version or '?'}")
         if r.status == "ok":
             print(f"{'':<14} hooks: {', '.join(r.hooks) or '(none)'}")
+            if r.verbs:
+                print(f"{'':<14} verbs: {', '.join(r.verbs)}")
+            elif "cli_commands" in r.hooks:
+                print(f"{'':<14} note: implements cli_commands but declares no verb under the entry-point group "
+                      f"litplug.verbs, so litplug cannot find its verbs; add them to its pyproject.toml")
         else:
             print(f"{'':<14} reason: {r.reason}")
     return 0
@@ -68,7 +75,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from litplug.evaluate import evaluate_all, flat_metrics
 
     config_path, overrides = _run_or_config(args.target, args.overrides)
-    run = run_mod.setup(config_path, overrides)
+    with handlers_restored():  # litdata's optimize leaves a SIGINT handler that exits 0
+        run = run_mod.setup(config_path, overrides)
     module = run_mod.build_module(run)
     results = evaluate_all(module.model, run.tokenizer, run.pm, run.sources, run.cfg)
     if not results:
@@ -106,7 +114,8 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     from litplug.generate import generate
 
     config_path, overrides = _run_or_config(args.target, args.overrides)
-    run = run_mod.setup(config_path, overrides)
+    with handlers_restored():  # litdata's optimize leaves a SIGINT handler that exits 0
+        run = run_mod.setup(config_path, overrides)
     module = run_mod.build_module(run)
     outputs = generate(module.model, run.tokenizer, args.prompt, run.pm, args.max_new_tokens,
                        num_samples=args.num_samples, temperature=args.temperature, seed=run.cfg.run.seed)
@@ -139,7 +148,9 @@ def _cmd_new_plugin(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser(with_plugin_verbs: bool = False) -> argparse.ArgumentParser:
+def build_parser(plugin_verb: str | None = None) -> argparse.ArgumentParser:
+    """The verbs: the built-in ones, and ``plugin_verb``'s real parser from its plugin, or else every
+    installed plugin verb by name only."""
     parser = argparse.ArgumentParser(prog="litplug", description=__doc__)
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
 
@@ -175,16 +186,38 @@ def build_parser(with_plugin_verbs: bool = False) -> argparse.ArgumentParser:
     p.add_argument("--kind", required=True, choices=["objectives", "data", "kernels", "merging"])
     p.add_argument("--dir", help="parent folder (default: plugins/<kind>)")
     p.set_defaults(func=_cmd_new_plugin)
-    if with_plugin_verbs:
-        from litplug.plugins import all_installed_manager
+    if plugin_verb is not None:  # import the one plugin that provides it, and let it add its parser
+        from litplug.plugins import verb_manager
 
-        all_installed_manager().hook.cli_commands(subparsers=sub)
+        verb_manager(plugin_verb).hook.cli_commands(subparsers=sub)
+    else:  # listed by name from the plugins' metadata, so `--help` and usage errors show them
+        for verb, providers in sorted(plugin_verbs().items()):
+            sub.add_parser(verb, help=f"(plugin {', '.join(providers)}; `litplug {verb} --help` for more)")
     return parser
 
 
-def parse(argv: Sequence[str], with_plugin_verbs: bool = False) -> argparse.Namespace:
-    """Parse a command line; ``key=value`` overrides may come before or after the --options."""
-    parser = build_parser(with_plugin_verbs=with_plugin_verbs)
+def plugin_verbs() -> dict[str, list[str]]:
+    """Installed plugins' verbs and their providers, read from entry-point metadata (no plugin imported)."""
+    from litplug.plugins import verb_providers
+
+    return {v: p for v, p in verb_providers().items() if v not in BUILTIN_VERBS}
+
+
+def parse(argv: Sequence[str]) -> argparse.Namespace:
+    """Parse a command line; ``key=value`` overrides may come before or after the --options.
+
+    A plugin verb imports only the plugin providing it; an unknown verb imports none.
+    """
+    argv = list(argv)
+    verb = argv[0] if argv and not argv[0].startswith("-") else None
+    declared = plugin_verbs()
+    parser = build_parser(plugin_verb=verb if verb in declared else None)
+    if verb is not None and verb not in BUILTIN_VERBS and verb not in declared:
+        known = [*BUILTIN_VERBS, *sorted(declared)]
+        close = difflib.get_close_matches(verb, known, n=1)
+        parser.error(f"argument VERB: invalid choice: {verb!r} (choose from {', '.join(known)})"
+                     + (f"; did you mean '{close[0]}'?" if close else ". A plugin's verb needs the plugin installed "
+                        "(`litplug plugins` lists them with their verbs)."))
     args, extra = parser.parse_known_args(argv)
     # argparse ends a verb's positional list at its first --option: collect the overrides that follow
     if extra and hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):
@@ -197,8 +230,7 @@ def parse(argv: Sequence[str], with_plugin_verbs: bool = False) -> argparse.Name
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        plugin_verb = bool(argv) and not argv[0].startswith("-") and argv[0] not in BUILTIN_VERBS
-        args = parse(argv, with_plugin_verbs=plugin_verb)
+        args = parse(argv)
         if not getattr(args, "func", None):
             build_parser().print_help()
             return 2
@@ -210,6 +242,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except RunFailure as exc:
         print(f"litplug: run failed: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except Interrupted as exc:  # SIGTERM / Ctrl-C: 128 + the signal; never 0, which schedulers take for success
         return exc.exit_code
     except SystemExit as exc:  # argparse usage errors exit 2 already
         return int(exc.code or 0)

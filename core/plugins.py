@@ -2,8 +2,13 @@
 
 Plugins are entry points in the group ``litplug.plugins``. A training run imports only the plugins
 its config names, so installing a package never runs its code in somebody else's run. Verbs that
-work on installed plugins (``litplug plugins``, ``merge`` and plugin verbs) import every installed
-plugin, or only those in the ``LITPLUG_PLUGINS`` allow-list (comma-separated) when it is set.
+work on installed plugins (``litplug plugins``, ``merge``) import every installed plugin, or only
+those in the ``LITPLUG_PLUGINS`` allow-list (comma-separated) when it is set.
+
+A plugin verb (``litplug sift ...``) imports only the plugin that provides it: plugins declare their
+verbs in the entry-point group ``litplug.verbs``, ``VERB = "<the object of its litplug.plugins
+entry>"``, so the CLI finds the provider (and lists every verb, or says that a verb is unknown)
+from installed metadata alone, and then calls that one plugin's ``cli_commands`` hook.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from litplug import PROJECT, hookspecs
 from litplug.errors import PluginError
 
 ENTRY_POINT_GROUP = "litplug.plugins"
+VERB_GROUP = "litplug.verbs"
 ALLOW_LIST_ENV = "LITPLUG_PLUGINS"
 TRACE_ENV = "LITPLUG_TRACE"
 CORE_PLUGIN_NAME = "core"
@@ -41,6 +47,7 @@ class PluginRecord:
     reason: str | None = None
     hooks: list[str] = field(default_factory=list)
     requires: str | None = None
+    verbs: list[str] = field(default_factory=list)  # declared under litplug.verbs
     obj: Any = field(default=None, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
@@ -131,7 +138,54 @@ def _allowed(name: str) -> bool:
 
 def list_plugins() -> list[PluginRecord]:
     """Every installed plugin (allow-list permitting), with its status; for ``litplug plugins``."""
-    return [inspect_entry_point(n, eps) for n, eps in sorted(installed_entry_points().items()) if _allowed(n)]
+    records = [inspect_entry_point(n, eps) for n, eps in sorted(installed_entry_points().items()) if _allowed(n)]
+    verbs = verb_providers()
+    for record in records:
+        record.verbs = sorted(v for v, names in verbs.items() if record.name in names)
+    return records
+
+
+def verb_providers() -> dict[str, list[str]]:
+    """Each declared plugin verb and the plugins providing it, from metadata alone (nothing imported).
+
+    A ``litplug.verbs`` entry names the same object as its distribution's ``litplug.plugins`` entry;
+    one that matches none is listed with the provider ``?<distribution>``, refused when invoked.
+    """
+    plugin_of: dict[tuple[str | None, str], str] = {}
+    for name, eps in installed_entry_points().items():
+        for ep in eps:
+            plugin_of[(_dist(ep)[0], ep.value)] = name
+    found: dict[str, list[str]] = {}
+    for ep in entry_points(group=VERB_GROUP):
+        dist = _dist(ep)[0]
+        name = plugin_of.get((dist, ep.value), f"?{dist}")
+        if name.startswith("?") or _allowed(name):
+            found.setdefault(ep.name, [])
+            if name not in found[ep.name]:
+                found[ep.name].append(name)
+    return found
+
+
+def verb_manager(verb: str) -> pluggy.PluginManager:
+    """A manager holding only the plugin that provides ``verb``, to call its ``cli_commands`` hook."""
+    providers = verb_providers().get(verb, [])
+    if not providers:
+        raise PluginError(f"No installed plugin declares the verb '{verb}' (entry-point group {VERB_GROUP}).")
+    if len(providers) > 1:
+        raise PluginError(f"The verb '{verb}' is provided by several plugins ({', '.join(providers)}); uninstall "
+                          f"all but one, or choose one with {ALLOW_LIST_ENV}=NAME.")
+    name = providers[0]
+    if name.startswith("?"):
+        raise PluginError(f"The verb '{verb}' is declared by the distribution {name[1:]} under {VERB_GROUP}, but "
+                          f"not as the object of one of its {ENTRY_POINT_GROUP} entry points; fix the plugin's "
+                          f"pyproject.toml and reinstall it.")
+    record = inspect_entry_point(name, installed_entry_points()[name])
+    if record.status != "ok":
+        raise PluginError(f"The verb '{verb}' comes from plugin '{name}' (distribution {record.distribution} "
+                          f"{record.version}), which cannot be used: {record.reason}. Reinstall or fix the plugin.")
+    pm = new_manager()
+    register_all(pm, {name: _default_instance(record.obj)})
+    return pm
 
 
 def _install_hint(name: str) -> str:
@@ -232,13 +286,17 @@ def all_installed_manager() -> pluggy.PluginManager:
         if record.status != "ok":
             print(f"warning: skipping broken plugin '{record.name}': {record.reason}", file=sys.stderr)
             continue
-        obj = record.obj
-        if inspect.isclass(obj):
-            cfg_cls = getattr(obj, "config_class", None)
-            obj = obj(cfg_cls()) if cfg_cls is not None else obj()
-        plugins[record.name] = obj
+        plugins[record.name] = _default_instance(record.obj)
     register_all(pm, plugins)
     return pm
+
+
+def _default_instance(obj: Any) -> Any:
+    """A plugin class with its default config (verbs parse their own options); a module as it is."""
+    if inspect.isclass(obj):
+        cfg_cls = getattr(obj, "config_class", None)
+        return obj(cfg_cls()) if cfg_cls is not None else obj()
+    return obj
 
 
 def load_plugins(cfg: Any) -> tuple[pluggy.PluginManager, dict[str, Any], dict[str, PluginRecord]]:
