@@ -196,4 +196,6 @@ def merge_methods() -> dict[str, Callable[[list[str]], int]] | None:
 @hookspec
 def cli_commands(subparsers: argparse._SubParsersAction) -> None:
     """Add ``litplug`` verbs: ``subparsers.add_parser(name)`` and ``set_defaults(func=fn)``,
-    where ``fn(args) -> int`` returns the exit code."""
+    where ``fn(args) -> int`` returns the exit code. Declare each verb under the entry-point group
+    ``litplug.verbs`` (``verb = "<the plugin's litplug.plugins object>"``): only the plugin that
+    declares the invoked verb is imported, and this hook is called on it alone."""
