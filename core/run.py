@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import tempfile
+import zipfile
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -131,6 +132,7 @@ def _claim_run_dir(run: Run) -> bool:
     lose and starts over."""
     if run.cfg.run.resume and run.last_checkpoint.is_file():
         if rank_zero_only.rank == 0:
+            check_checkpoint_file(run.last_checkpoint)
             changes = check_resume_config(run.run_dir / "config.yaml", run.cfg, run.run_dir)
             if changes:
                 (run.run_dir / "config.yaml").write_text(config_mod.to_yaml(run.cfg))
@@ -148,6 +150,20 @@ def _claim_run_dir(run: Run) -> bool:
             )
     run.run_dir.mkdir(parents=True, exist_ok=True)
     return False
+
+
+def check_checkpoint_file(path: Path) -> None:
+    """A torch checkpoint is a zip archive: a truncated one (e.g. written by an older, non-atomic save)
+    has no central directory. Refuse it by name, instead of a raw EOFError on every re-run."""
+    try:
+        with zipfile.ZipFile(path):
+            pass
+    except (zipfile.BadZipFile, OSError) as exc:
+        others = sorted(p.name for p in path.parent.glob("step=*.ckpt"))
+        fix = (f"copy one of the kept checkpoints ({', '.join(others[-3:])}) over it" if others
+               else "delete it to start the run over")
+        raise ConfigError(f"Checkpoint '{path}' is unreadable ({exc}); it was probably cut short by a crash "
+                          f"during a save. To resume, {fix}.") from None
 
 
 class _ProgressPrinter(Callback):

@@ -195,3 +195,15 @@ def test_a_moved_output_directory_still_resumes_bit_exactly(tmp_path: Path) -> N
     resumed = run_training(tmp_path / "b", overrides=keep, name="part")
     assert not state_equal(full.module.state_dict(), resumed.module.state_dict())
     assert json.loads((tmp_path / "b" / "part" / "results.json").read_text())["global_step"] == 4
+
+
+def test_a_truncated_last_checkpoint_is_refused_by_name(tmp_path: Path, litplug_data_cache: Path) -> None:
+    run_training(tmp_path, cache_dir=litplug_data_cache, overrides=["trainer.max_steps=2"])
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])
+    err = io.StringIO()
+    with redirect_stderr(err):
+        code = main(["train", *TINY_OVERRIDES, f"run.output_dir={tmp_path}", f"data.cache_dir={litplug_data_cache}",
+                     "trainer.max_steps=2"])
+    assert code == 2, err.getvalue()
+    assert str(last) in err.getvalue() and "unreadable" in err.getvalue() and "Traceback" not in err.getvalue()
