@@ -22,3 +22,59 @@ def litplug(*args: str, env: dict[str, str] | None = None, timeout: int = 300) -
     """Run the real CLI; output captured as text."""
     full_env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "HF_HUB_OFFLINE": "1", **(env or {})}
     return subprocess.run([*LITPLUG, *args], capture_output=True, text=True, env=full_env, timeout=timeout)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_mlflow_server(tmp_path: Path) -> tuple[subprocess.Popen, str]:
+    """A real ``mlflow server`` on 127.0.0.1 (sqlite store under tmp_path), in its own process group so
+    that ``os.killpg(proc.pid, ...)`` stops its workers too; returns once ``/health`` answers."""
+    import shutil
+    import signal
+    import time
+    import urllib.request
+
+    import pytest
+
+    port = free_port()
+    mlflow_bin = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or "mlflow"
+    with (tmp_path / "server.log").open("w") as log:
+        proc = subprocess.Popen(
+            [mlflow_bin, "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+             "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}", "--artifacts-destination",
+             str(tmp_path / "artifacts")],
+            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"},
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(240):
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                if response.status == 200:
+                    return proc, url
+        except OSError:
+            pass
+        if proc.poll() is not None:
+            break
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGKILL)
+    pytest.fail(f"mlflow server did not start: {(tmp_path / 'server.log').read_text()[-2000:]}")
+
+
+def stop_mlflow_server(proc: subprocess.Popen) -> None:
+    import signal
+
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=20)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass

@@ -9,25 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
-import socket
 import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
-import pytest
-from helpers import LITPLUG, litplug, tiny_args
+from helpers import LITPLUG, free_port, litplug, start_mlflow_server, tiny_args
 
 ENV = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "HF_HUB_OFFLINE": "1"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _tracked(tmp_path: Path, uri: str, cache: Path, *extra: str) -> list[str]:
@@ -37,7 +25,7 @@ def _tracked(tmp_path: Path, uri: str, cache: Path, *extra: str) -> list[str]:
 
 def test_unreachable_server_at_start_exits_2_at_once_and_writes_nothing(tmp_path: Path,
                                                                          litplug_data_cache: Path) -> None:
-    uri = f"http://127.0.0.1:{_free_port()}"  # nothing listens there
+    uri = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     env = {k: v for k, v in ENV.items() if not k.startswith("MLFLOW_HTTP_REQUEST")}
     done = litplug("train", *_tracked(tmp_path, uri, litplug_data_cache), env=env, timeout=60)
     assert done.returncode == 2, done.stderr[-3000:]
@@ -46,34 +34,8 @@ def test_unreachable_server_at_start_exits_2_at_once_and_writes_nothing(tmp_path
     assert not (tmp_path / "run").exists()
 
 
-def _start_server(tmp_path: Path) -> tuple[subprocess.Popen, str]:
-    """`mlflow server` in its own process group, so that killing the group kills its workers too."""
-    port = _free_port()
-    mlflow_bin = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or "mlflow"
-    log = (tmp_path / "server.log").open("w")
-    proc = subprocess.Popen(
-        [mlflow_bin, "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}", "--artifacts-destination",
-         str(tmp_path / "artifacts")],
-        stdout=log, stderr=subprocess.STDOUT, env=ENV, start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(240):
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                if response.status == 200:
-                    return proc, url
-        except OSError:
-            pass
-        if proc.poll() is not None:
-            break
-        time.sleep(0.5)
-    os.killpg(proc.pid, signal.SIGKILL)
-    pytest.fail(f"mlflow server did not start: {(tmp_path / 'server.log').read_text()[-2000:]}")
-
-
 def test_server_dying_mid_run_warns_once_and_the_run_finishes(tmp_path: Path, litplug_data_cache: Path) -> None:
-    server, uri = _start_server(tmp_path)
+    server, uri = start_mlflow_server(tmp_path)
     env = {k: v for k, v in ENV.items() if not k.startswith("MLFLOW_HTTP_REQUEST")}
     command = [*LITPLUG, "train", *_tracked(tmp_path, uri, litplug_data_cache, "trainer.max_steps=200",
                                             "trainer.checkpoint_every_n_steps=50", "eval.num_examples=2")]
