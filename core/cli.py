@@ -61,12 +61,15 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
 
 def _run_or_config(target: str, overrides: Sequence[str]) -> tuple[str, list[str]]:
     """A run directory means its saved config plus its exported model."""
+    from litplug.rundir import RunDir
+
     path = Path(target)
     if path.is_dir():
-        if not (path / "config.yaml").is_file() or not (path / "export").is_dir():
+        run_dir = RunDir(path)
+        if not run_dir.is_finished():
             raise ConfigError(f"'{path}' is not a finished litplug run (it needs config.yaml and export/).")
-        return str(path / "config.yaml"), [f"model.path={(path / 'export').resolve()}",
-                                           f"data.tokenizer={(path / 'export').resolve()}", *overrides]
+        exported = run_dir.export.resolve()
+        return str(run_dir.config_file), [f"model.path={exported}", f"data.tokenizer={exported}", *overrides]
     return target, list(overrides)
 
 
@@ -82,7 +85,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if not results:
         raise ConfigError("None of the config's data sources has a prompt/answer form, so there is nothing to "
                           "evaluate by exact match / pass@k.")
-    out = Path(args.out) if args.out else (Path(args.target) / "eval.json" if Path(args.target).is_dir() else None)
+    from litplug.rundir import RunDir
+
+    out = Path(args.out) if args.out else (RunDir(Path(args.target)).eval_file if Path(args.target).is_dir() else None)
     if out is not None:
         out.write_text(json.dumps(results, indent=2))
     _log_eval(run, flat_metrics(results), out)
@@ -96,12 +101,13 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 def _log_eval(run: object, metrics: dict[str, float], out: Path | None) -> None:
     """Eval results go to the run's MLflow run when it has one."""
-    run_file = Path(run.cfg.run.output_dir) / run.cfg.run.name / "mlflow_run.json"  # type: ignore[attr-defined]
-    if not run.cfg.tracking.enabled or not run_file.is_file():  # type: ignore[attr-defined]
+    from litplug.rundir import RunDir
+
+    info = RunDir.of(run.cfg).mlflow_run()  # type: ignore[attr-defined]
+    if not run.cfg.tracking.enabled or info is None:  # type: ignore[attr-defined]
         return
     import mlflow
 
-    info = json.loads(run_file.read_text())
     client = mlflow.MlflowClient(tracking_uri=info["tracking_uri"])
     for key, value in metrics.items():
         client.log_metric(info["run_id"], key, value)

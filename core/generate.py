@@ -10,10 +10,17 @@ from transformers import LogitsProcessorList, PreTrainedModel, PreTrainedTokeniz
 from litplug.data.prepare import encode_prompt
 
 
-def encode_prompts(tokenizer: PreTrainedTokenizerBase, prompts: list[str], pm: pluggy.PluginManager) -> list[list[int]]:
-    """``[BOS] prompt`` ids exactly as training saw them, then the plugins' changes."""
+def hooks_of(pm: pluggy.PluginManager | pluggy.HookRelay) -> pluggy.HookRelay:
+    """A plugin manager's hooks, or the hooks themselves (``StepContext.hooks``)."""
+    return pm.hook if isinstance(pm, pluggy.PluginManager) else pm
+
+
+def encode_prompts(tokenizer: PreTrainedTokenizerBase, prompts: list[str],
+                   pm: pluggy.PluginManager | pluggy.HookRelay) -> list[list[int]]:
+    """``[BOS] prompt`` ids exactly as training saw them, then the plugins' changes (``pm``: the run's
+    plugin manager, or ``StepContext.hooks``)."""
     ids = [encode_prompt(tokenizer, p) for p in prompts]
-    pm.hook.prepare_generation(prompts=ids, tokenizer=tokenizer)
+    hooks_of(pm).prepare_generation(prompts=ids, tokenizer=tokenizer)
     return ids
 
 
@@ -22,7 +29,7 @@ def generate(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
     prompts: list[str],
-    pm: pluggy.PluginManager,
+    pm: pluggy.PluginManager | pluggy.HookRelay,
     max_new_tokens: int,
     num_samples: int = 1,
     temperature: float = 1.0,
@@ -32,7 +39,7 @@ def generate(
     """``num_samples`` completions per prompt (greedy when 1), decoded up to the first EOS."""
     model.eval()
     device = next(model.parameters()).device
-    groups = pm.hook.logits_processors(tokenizer=tokenizer)
+    groups = hooks_of(pm).logits_processors(tokenizer=tokenizer)
     processors = LogitsProcessorList([p for group in groups for p in group or []])
     encoded = encode_prompts(tokenizer, prompts, pm)
     generator_seed = torch.Generator().manual_seed(seed)

@@ -12,8 +12,7 @@ import torch
 from omegaconf import DictConfig
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, get_scheduler
 
-from litplug.checkpoints import relocate_loader_state
-from litplug.data.datamodule import discount_prefetched_batch
+from litplug.context import StepContext
 from litplug.errors import RunFailure
 from litplug.head import OutputHead, backbone_hidden, head_transform
 
@@ -35,7 +34,7 @@ class LitplugModule(L.LightningModule):
         self.aux = torch.nn.ModuleDict(aux or {})
         self._head_transform = head_transform(model.config)  # checked against HF's forward in run.build_module
         self._step_started = 0.0
-        self.source_counts: dict[str, int] = {}  # training rows drawn per source (checkpointed)
+        self._last_step_started = -1
 
     # -- the forward pass every loss hook shares --------------------------------------------------
     def hidden_states(self, input_ids: torch.Tensor) -> torch.Tensor:
@@ -55,10 +54,11 @@ class LitplugModule(L.LightningModule):
     def compute_losses(self, batch: dict[str, torch.Tensor], stage: str) -> dict[str, torch.Tensor]:
         """``{"lm": ..., <plugin terms>..., "loss": total}`` for one batch."""
         hook = self.pm.hook
-        hook.transform_batch(batch=batch, stage=stage, module=self)
-        hidden = self.hidden_states(batch["input_ids"])
-        terms = {"lm": hook.lm_loss(hidden=hidden, head=self.output_head, labels=batch["labels"], module=self)}
-        for extra in hook.extra_losses(module=self, batch=batch, hidden=hidden):
+        ctx = StepContext(self, stage, batch)
+        hook.transform_batch(batch=batch, stage=stage, ctx=ctx)
+        ctx.hidden = self.hidden_states(batch["input_ids"])
+        terms = {"lm": hook.lm_loss(hidden=ctx.hidden, head=ctx.head, labels=batch["labels"], ctx=ctx)}
+        for extra in hook.extra_losses(ctx=ctx, batch=batch, hidden=ctx.hidden):
             for name, value in (extra or {}).items():
                 if name in terms:
                     raise RuntimeError(f"two plugins return a loss term named '{name}'")
@@ -69,6 +69,9 @@ class LitplugModule(L.LightningModule):
     # -- Lightning hooks ---------------------------------------------------------------------------
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         self._step_started = time.perf_counter()
+        if self.global_step != self._last_step_started:  # once per optimizer step, not per micro-batch
+            self._last_step_started = int(self.global_step)
+            self.pm.hook.on_step_start(ctx=StepContext(self, "train", batch))
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         terms = self.compute_losses(batch, "train")
@@ -79,24 +82,9 @@ class LitplugModule(L.LightningModule):
                 f"({', '.join(f'{n}={terms[n].item()}' for n in bad)}). {self._checkpoint_note()} "
                 "Lower optim.lr or check the plugin that owns the term."
             )
-        self._log_mixture(batch)
         for name, value in terms.items():
             self.log(f"train/{name}", value.detach(), prog_bar=name == "loss", batch_size=batch["input_ids"].shape[0])
         return terms["loss"]
-
-    def _log_mixture(self, batch: dict[str, torch.Tensor]) -> None:
-        """Realised share of each source so far, and epochs over it (rows drawn / rows it has)."""
-        dm = self.trainer.datamodule if self._trainer is not None else None
-        if "source" not in batch or dm is None or len(dm.train_names) < 2:
-            return
-        counts = torch.bincount(batch["source"].cpu(), minlength=len(dm.train_names)).tolist()
-        for name, n in zip(dm.train_names, counts):
-            self.source_counts[name] = self.source_counts.get(name, 0) + n
-        total = sum(self.source_counts.values())
-        for name, size in zip(dm.train_names, dm.train_sizes()):
-            drawn = self.source_counts.get(name, 0)
-            self.log(f"data/{name}/fraction", drawn / total, batch_size=1)
-            self.log(f"data/{name}/epochs", drawn / size, batch_size=1)
 
     def _checkpoint_note(self) -> str:
         """Whether a checkpoint to resume from exists: the message must not promise one that does not."""
@@ -115,14 +103,6 @@ class LitplugModule(L.LightningModule):
                 f"update that made them is not checkpointed. {self._checkpoint_note()} Lower optim.lr, or "
                 "check trainer.gradient_clip_val and the plugins' loss terms."
             )
-        checkpoint["litplug_source_counts"] = dict(self.source_counts)
-        discount_prefetched_batch(checkpoint, self.trainer)
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.source_counts = dict(checkpoint.get("litplug_source_counts", {}))
-        datamodule = self.trainer.datamodule if self._trainer is not None else None
-        if datamodule is not None:  # a moved run directory (and its data cache) still resumes
-            relocate_loader_state(checkpoint, list(datamodule.train_dirs))
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         elapsed = time.perf_counter() - self._step_started
@@ -133,7 +113,7 @@ class LitplugModule(L.LightningModule):
 
     def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
         super().optimizer_step(*args, **kwargs)
-        self.pm.hook.after_optimizer_step(module=self, step=self.global_step + 1)
+        self.pm.hook.after_optimizer_step(ctx=StepContext(self, "train"), step=self.global_step + 1)
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
         terms = self.compute_losses(batch, "validate")
@@ -145,17 +125,17 @@ class LitplugModule(L.LightningModule):
                  batch_size=n)
 
     def configure_optimizers(self) -> dict[str, Any]:
+        """The plugins' optimizer (``configure_optimizer``, AdamW by default) under the core's schedule."""
         o = self.cfg.optim
         decay, no_decay = [], []
         for name, param in self.named_parameters():
             if param.requires_grad:
                 (no_decay if param.ndim < 2 or "norm" in name else decay).append(param)
-        optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=o.lr, betas=tuple(o.betas), eps=o.eps,
-        )
+        groups = [{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        optimizer = self.pm.hook.configure_optimizer(param_groups=groups, config=self.cfg)
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise TypeError(f"configure_optimizer returned {type(optimizer).__name__}, not a torch.optim.Optimizer")
         kind = "cosine" if o.schedule == "cosine" else "constant_with_warmup"
         scheduler = get_scheduler(kind, optimizer, num_warmup_steps=o.warmup_steps,
                                   num_training_steps=self.cfg.trainer.max_steps)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-

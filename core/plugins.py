@@ -30,10 +30,11 @@ from litplug.errors import PluginError
 
 ENTRY_POINT_GROUP = "litplug.plugins"
 VERB_GROUP = "litplug.verbs"
+TASK_GROUP = "litplug.tasks"
 ALLOW_LIST_ENV = "LITPLUG_PLUGINS"
 TRACE_ENV = "LITPLUG_TRACE"
 CORE_PLUGIN_NAME = "core"
-EXCLUSIVE_HOOKS = ("lm_loss",)
+EXCLUSIVE_HOOKS = ("lm_loss", "configure_optimizer")
 
 
 @dataclass
@@ -126,6 +127,9 @@ def inspect_entry_point(name: str, eps: list[EntryPoint]) -> PluginRecord:
     record.hooks = implemented_hooks(obj)
     record.requires = getattr(obj, "litplug_requires", None)
     problem = check_against_spec(obj) or _version_problem(name, obj)
+    if not problem and not record.hooks:
+        problem = (f"'{eps[0].value}' implements no hook (no method marked with @hookimpl from litplug.api), "
+                   "so enabling it would silently do nothing")
     if problem:
         record.status, record.reason = "broken", problem
     return record
@@ -279,14 +283,19 @@ def _enable_trace(pm: pluggy.PluginManager) -> None:
 
 
 def all_installed_manager() -> pluggy.PluginManager:
-    """A manager with every usable installed plugin (for verbs like ``merge``); broken ones skipped."""
+    """A manager with every usable installed plugin (for verbs like ``merge``); broken ones skipped,
+    including one that cannot be built with its default config (e.g. a required config field)."""
     pm = new_manager()
     plugins = {}
     for record in list_plugins():
+        if record.status == "ok":
+            try:
+                plugins[record.name] = _default_instance(record.obj)
+            except Exception as exc:  # noqa: BLE001 - one plugin's bad defaults must not break the verb
+                record.status, record.reason = "broken", (f"cannot be built with its default config: "
+                                                          f"{type(exc).__name__}: {exc}")
         if record.status != "ok":
             print(f"warning: skipping broken plugin '{record.name}': {record.reason}", file=sys.stderr)
-            continue
-        plugins[record.name] = _default_instance(record.obj)
     register_all(pm, plugins)
     return pm
 
@@ -314,4 +323,52 @@ def load_plugins(cfg: Any) -> tuple[pluggy.PluginManager, dict[str, Any], dict[s
         instances[name] = instantiate(record, plugin_cfg)
     pm = new_manager()
     register_all(pm, instances)
+    register_tasks(pm)
+    pm.hook.check_config(config=cfg)  # a plugin's own start-up checks: ConfigError, exit 2
     return pm, instances, records
+
+
+def register_tasks(pm: pluggy.PluginManager) -> None:
+    """Add the synthetic tasks the registered plugins provide (``synthetic_tasks``) to the registry."""
+    from litplug.data.tasks import register_task
+
+    for tasks in pm.hook.synthetic_tasks():
+        for task in tasks or []:
+            register_task(task)
+
+
+def task_providers() -> dict[str, list[str]]:
+    """Each task declared under ``litplug.tasks`` and the plugins providing it, from metadata alone."""
+    plugin_of = {(_dist(ep)[0], ep.value): name for name, eps in installed_entry_points().items() for ep in eps}
+    found: dict[str, list[str]] = {}
+    for ep in entry_points(group=TASK_GROUP):
+        dist = _dist(ep)[0]
+        found.setdefault(ep.name, []).append(plugin_of.get((dist, ep.value), f"?{dist}"))
+    return found
+
+
+def load_declared_task(name: str) -> bool:
+    """Import the one plugin that declares task ``name`` (entry-point group ``litplug.tasks``) and register
+    its tasks; False when no installed plugin declares it. A broken provider is a PluginError."""
+    providers = task_providers().get(name, [])
+    if not providers:
+        return False
+    if len(providers) > 1 or providers[0].startswith("?"):
+        raise PluginError(f"The task '{name}' is declared under {TASK_GROUP} by {', '.join(providers)}; exactly one "
+                          f"installed plugin's {ENTRY_POINT_GROUP} object must declare it. Fix or uninstall the "
+                          "others.")
+    plugin = providers[0]
+    record = inspect_entry_point(plugin, installed_entry_points()[plugin])
+    if record.status != "ok":
+        raise PluginError(f"The task '{name}' comes from plugin '{plugin}' (distribution {record.distribution}), "
+                          f"which cannot be used: {record.reason}. Reinstall or fix the plugin.")
+    pm = new_manager()
+    pm.register(_default_instance(record.obj), name=plugin)
+    register_tasks(pm)
+    return True
+
+
+def manager_for(cfg: Any) -> pluggy.PluginManager:
+    """The hooks of exactly the plugins ``cfg`` enables (validated as a run would), e.g. for a verb that
+    scores a merged model with the generation hooks of the run that trained it."""
+    return load_plugins(cfg)[0]

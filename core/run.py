@@ -29,18 +29,21 @@ from transformers import PreTrainedTokenizerBase
 from litplug import config as config_mod
 from litplug import plugins as plugins_mod
 from litplug.checkpoints import AtomicCheckpointIO
+from litplug.context import StepContext
 from litplug.data.datamodule import LitplugDataModule, source_specs
+from litplug.data.mixture import MixtureAccounting
 from litplug.data.sources import SourceSpec
 from litplug.data.tasks import TaskError, get_task
 from litplug.errors import ConfigError, DataError
 from litplug.evaluate import check_eval_config, evaluate_all, flat_metrics
+from litplug.export import export
 from litplug.head import output_head
 from litplug.model import build_model, byte_tokenizer, load_tokenizer, word_tokenizer
 from litplug.module import LitplugModule
 from litplug.plugins import load_plugins  # noqa: F401 - re-exported: litplug.run.load_plugins
 from litplug.resume import check_resume_config
+from litplug.rundir import RunDir
 from litplug.tracking import flat_params, make_logger, provenance_tags, tracking_uri
-from litplug.weights import export_hf
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
@@ -57,17 +60,21 @@ class Run:
     tokenizer: PreTrainedTokenizerBase
     sources: list[SourceSpec]
     datamodule: LitplugDataModule
-    run_dir: Path
+    dir: RunDir
     results: dict[str, Any] = field(default_factory=dict)
     module: LitplugModule | None = None  # the trained module, once train() has run
 
     @property
+    def run_dir(self) -> Path:
+        return self.dir.path
+
+    @property
     def last_checkpoint(self) -> Path:
-        return self.run_dir / "checkpoints" / "last.ckpt"
+        return self.dir.last_checkpoint
 
     @property
     def export_dir(self) -> Path:
-        return self.run_dir / "export"
+        return self.dir.export
 
 
 def make_tokenizer(cfg: DictConfig) -> PreTrainedTokenizerBase:
@@ -92,7 +99,7 @@ def make_tokenizer(cfg: DictConfig) -> PreTrainedTokenizerBase:
     return load_tokenizer(choice)
 
 
-def check_output_dir(cfg: DictConfig) -> Path:
+def check_output_dir(cfg: DictConfig) -> RunDir:
     """The runs folder exists (or can be made) and is writable; returns this run's folder."""
     root = Path(cfg.run.output_dir)
     try:
@@ -102,7 +109,7 @@ def check_output_dir(cfg: DictConfig) -> Path:
     except OSError as exc:
         raise ConfigError(f"run.output_dir '{root}' is not writable ({exc.strerror or exc}). "
                           "Choose another directory with run.output_dir=PATH.") from None
-    return root / cfg.run.name
+    return RunDir.of(cfg)
 
 
 def setup(config_path: str | None, overrides: list[str] | tuple[str, ...] = ()) -> Run:
@@ -133,16 +140,15 @@ def _claim_run_dir(run: Run) -> bool:
     if run.cfg.run.resume and run.last_checkpoint.is_file():
         if rank_zero_only.rank == 0:
             check_checkpoint_file(run.last_checkpoint)
-            changes = check_resume_config(run.run_dir / "config.yaml", run.cfg, run.run_dir)
+            changes = check_resume_config(run.dir.config_file, run.cfg, run.run_dir)
             if changes:
-                (run.run_dir / "config.yaml").write_text(config_mod.to_yaml(run.cfg))
+                run.dir.config_file.write_text(config_mod.to_yaml(run.cfg))
                 shown = ", ".join(f"{k}={new!r}" for k, (_, new) in changes.items())
                 print(f"Resuming '{run.cfg.run.name}' with {shown} (was: "
                       + ", ".join(f"{old!r}" for old, _ in changes.values()) + ").", flush=True)
         return True
     if run.run_dir.exists() and any(run.run_dir.iterdir()) and rank_zero_only.rank == 0:
-        checkpoints = run.run_dir / "checkpoints"
-        if any(checkpoints.glob("*.ckpt")) or run.export_dir.exists():
+        if any(run.dir.checkpoints.glob("*.ckpt")) or run.export_dir.exists():
             raise ConfigError(
                 f"Run directory '{run.run_dir}' already holds a run"
                 + ("" if run.cfg.run.resume else " and run.resume is false")
@@ -177,10 +183,6 @@ class _ProgressPrinter(Callback):
             rank_zero_only(print)(f"step {step}/{trainer.max_steps} {shown}", flush=True)
 
 
-def _run_id_file(run: Run) -> Path:
-    return run.run_dir / "mlflow_run.json"
-
-
 def build_module(run: Run) -> LitplugModule:
     # Seed here, not only at setup: preparing data (or finding it cached) must not change the init.
     L.seed_everything(run.cfg.run.seed, workers=True, verbose=False)
@@ -200,7 +202,7 @@ def run_lock(run: Run) -> FileLock | nullcontext:
     first's config, checkpoints and export. Held by rank 0 for the whole run."""
     if rank_zero_only.rank != 0:
         return nullcontext()
-    lock = FileLock(str(run.run_dir.parent / f".{run.run_dir.name}.lock"))
+    lock = FileLock(str(run.dir.lock_file))
     try:
         lock.acquire(timeout=0)
     except Timeout:
@@ -230,14 +232,15 @@ def _train(run: Run, module: LitplugModule, plugin_callbacks: list[Callback]) ->
     resuming = _claim_run_dir(run)
     logger = None
     if cfg.tracking.enabled:
-        previous = json.loads(_run_id_file(run).read_text())["run_id"] if _run_id_file(run).is_file() else None
+        previous = json.loads(run.dir.mlflow_file.read_text())["run_id"] if run.dir.mlflow_file.is_file() else None
         dists = {n: (r.distribution, r.version) for n, r in run.records.items()}
         logger = make_logger(cfg, provenance_tags(dists, run.config_path), previous)
     t = cfg.trainer
     callbacks: list[Callback] = [
-        ModelCheckpoint(dirpath=run.run_dir / "checkpoints", every_n_train_steps=t.checkpoint_every_n_steps,
+        ModelCheckpoint(dirpath=run.dir.checkpoints, every_n_train_steps=t.checkpoint_every_n_steps,
                         save_last=True, save_top_k=-1 if t.keep_checkpoints else 0, filename="{step}",
                         enable_version_counter=False),
+        MixtureAccounting(),
         _ProgressPrinter(),
         *plugin_callbacks,
     ]
@@ -252,11 +255,11 @@ def _train(run: Run, module: LitplugModule, plugin_callbacks: list[Callback]) ->
         plugins=[AtomicCheckpointIO()],
     )
     if rank_zero_only.rank == 0 and not resuming:
-        (run.run_dir / "config.yaml").write_text(config_mod.to_yaml(cfg))
+        run.dir.config_file.write_text(config_mod.to_yaml(cfg))
         if logger is not None:
             logger.log_hyperparams(flat_params(cfg))
-            _run_id_file(run).write_text(json.dumps({"run_id": logger.run_id, "tracking_uri": tracking_uri(cfg)}))
-            logger.experiment.log_artifact(logger.run_id, str(run.run_dir / "config.yaml"))
+            run.dir.mlflow_file.write_text(json.dumps({"run_id": logger.run_id, "tracking_uri": tracking_uri(cfg)}))
+            logger.experiment.log_artifact(logger.run_id, str(run.dir.config_file))
     trainer.fit(module, datamodule=run.datamodule, ckpt_path=str(run.last_checkpoint) if resuming else None,
                 weights_only=True)
     if trainer.global_rank != 0:
@@ -267,24 +270,30 @@ def _train(run: Run, module: LitplugModule, plugin_callbacks: list[Callback]) ->
 def finish(run: Run, trainer: L.Trainer, module: LitplugModule, logger: Any) -> dict[str, Any]:
     """Export the HF model, evaluate prompt/answer tasks, write results and log artifacts."""
     model = module.model
-    run.pm.hook.export_model(model=model, tokenizer=run.tokenizer, config=run.cfg)
-    export_hf(model, run.tokenizer, run.export_dir)
+    export(model, run.tokenizer, run.pm.hook, run.cfg, run.export_dir, in_place=True)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     eval_results = evaluate_all(model, run.tokenizer, run.pm, run.sources, run.cfg)
     metrics.update(flat_metrics(eval_results))
+    added: dict[str, float] = {}
+    for extra in run.pm.hook.final_metrics(ctx=StepContext(module, "final"), metrics=dict(metrics)):
+        for key, value in (extra or {}).items():
+            if key in added:
+                raise RuntimeError(f"two plugins return the final metric '{key}'")
+            added[key] = float(value)
+    metrics.update(added)
     results = {"metrics": metrics, "eval": eval_results, "export_dir": str(run.export_dir.resolve()),
                "global_step": trainer.global_step}
     if logger is not None:
         results["mlflow_run_id"] = logger.run_id
-    (run.run_dir / "results.json").write_text(json.dumps(results, indent=2))
+    run.dir.results_file.write_text(json.dumps(results, indent=2))
     if logger is not None:
         client, run_id = logger.experiment, logger.run_id
         # the evaluation, plus any training value Lightning never logged (a run shorter than log_every_n_steps)
         logged = set(client.get_run(run_id).data.metrics)
         final = {k: v for k, v in metrics.items() if k not in logged}
-        for key, value in {**final, **flat_metrics(eval_results)}.items():
+        for key, value in {**final, **flat_metrics(eval_results), **added}.items():
             client.log_metric(run_id, key, value, step=trainer.global_step)
-        client.log_artifact(run_id, str(run.run_dir / "results.json"))
+        client.log_artifact(run_id, str(run.dir.results_file))
         if run.cfg.tracking.log_model:
             client.log_artifacts(run_id, str(run.export_dir), artifact_path="model")
         logger.finalize("success")
@@ -309,7 +318,7 @@ def summary(run: Run) -> str:
 
 def remove_failed_run_dir(run_dir: Path, existed_before: bool) -> None:
     """Undo a run directory this invocation created if it failed before any checkpoint."""
-    if not existed_before and run_dir.exists() and not (run_dir / "checkpoints").exists():
+    if not existed_before and run_dir.exists() and not RunDir(run_dir).checkpoints.exists():
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
@@ -343,7 +352,7 @@ def train_command(config_path: str | None, overrides: list[str] | tuple[str, ...
                 raise signals.Interrupted(signal.SIGTERM, stop.step) from None
         except signals.Interrupted as exc:
             if rank_zero_only.rank == 0:
-                tracking.mark_killed(_run_id_file(run))
+                tracking.mark_killed(run.dir.mlflow_file)
             remove_failed_run_dir(run.run_dir, existed)
             if rank_zero_only.rank == 0:
                 print(signals.interrupted_message(run.cfg, exc, run.last_checkpoint, stop.saved_step),

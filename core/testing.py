@@ -107,6 +107,37 @@ def tiny_batch(tiny_tokenizer: Any) -> dict[str, Any]:
     return to_model_batch({"tokens": rows[:, :-2], "n_prompt": rows[:, -2], "length": rows[:, -1]})
 
 
+def step_context(model: Any, tokenizer: Any, stage: str = "train", batch: dict[str, Any] | None = None,
+                 aux: dict[str, Any] | None = None, plugins: dict[str, Any] | None = None,
+                 overrides: list[str] | tuple[str, ...] = ()) -> Any:
+    """A :class:`litplug.api.StepContext` outside a trainer, to unit-test a step hook: ``plugins`` maps
+    names to plugin instances (registered with the core, as in a run); ``overrides`` change the tiny
+    config. ``ctx.log`` is a no-op here; set ``ctx.hidden`` to use ``ctx.logits``."""
+    from litplug.config import load_config
+    from litplug.context import StepContext
+    from litplug.module import LitplugModule
+    from litplug.plugins import new_manager, register_all
+
+    cfg = load_config(None, [*TINY_OVERRIDES, *overrides])
+    pm = new_manager()
+    register_all(pm, dict(plugins or {}))
+    return StepContext(LitplugModule(cfg, model, tokenizer, pm, aux), stage, batch)
+
+
+def cli(argv: list[str]) -> int:
+    """Run a ``litplug`` command line in this process; returns its exit code (for plugin verb tests)."""
+    from litplug.cli import main
+
+    return main(list(argv))
+
+
+def tiny_config(overrides: list[str] | tuple[str, ...] = (), plugins: dict[str, dict[str, Any]] | None = None) -> Any:
+    """The tiny run's resolved config (``TINY_OVERRIDES``), with the plugins and overrides given."""
+    from litplug.config import load_config
+
+    return load_config(None, [*TINY_OVERRIDES, *plugin_overrides(plugins), *overrides])
+
+
 def state_equal(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     """Names of tensors that differ (bitwise) between two state dicts, plus missing keys."""
     import torch

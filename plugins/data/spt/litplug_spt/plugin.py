@@ -25,6 +25,12 @@ class SPTPlugin:
         self.config = config
 
     @litplug.hookimpl
+    def synthetic_tasks(self) -> list[type]:
+        from litplug_spt.grammars import Domain, General
+
+        return [General, Domain]
+
+    @litplug.hookimpl
     def data_sources(self, sources: list[SourceSpec], config: DictConfig) -> None:
         if self.config.early_stopping and not config.trainer.val_check_interval:
             raise ConfigError("plugins.spt.early_stopping needs periodic validation: set trainer.val_check_interval "
