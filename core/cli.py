@@ -157,7 +157,10 @@ def _cmd_new_plugin(args: argparse.Namespace) -> int:
 def build_parser(plugin_verb: str | None = None) -> argparse.ArgumentParser:
     """The verbs: the built-in ones, and ``plugin_verb``'s real parser from its plugin, or else every
     installed plugin verb by name only."""
-    parser = argparse.ArgumentParser(prog="litplug", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="litplug", description="Train, evaluate and merge language models; research methods are plugins.",
+        epilog="Verbs marked (plugin ...) come from installed plugins (`litplug plugins` lists them). Exit codes: "
+               "0 success, 2 usage/config/plugin/data error, 1 run failure, 128+N stopped by signal N.")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
 
     def with_config(name: str, help_: str, fn: Callable[[argparse.Namespace], int], what: str = "CONFIG") -> None:
@@ -190,7 +193,7 @@ def build_parser(plugin_verb: str | None = None) -> argparse.ArgumentParser:
     p = sub.add_parser("new-plugin", help="scaffold a plugin package that passes the conformance suite")
     p.add_argument("name")
     p.add_argument("--kind", required=True, choices=["objectives", "data", "kernels", "merging"])
-    p.add_argument("--dir", help="parent folder (default: plugins/<kind>)")
+    p.add_argument("--dir", help="parent folder (default: plugins/<kind> in a litplug checkout, else .)")
     p.set_defaults(func=_cmd_new_plugin)
     if plugin_verb is not None:  # import the one plugin that provides it, and let it add its parser
         from litplug.plugins import verb_manager

@@ -16,6 +16,7 @@ from __future__ import annotations
 import inspect
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
@@ -245,11 +246,17 @@ def instantiate(record: PluginRecord, plugin_config: Any) -> Any:
     return obj(plugin_config) if getattr(obj, "config_class", None) is not None else obj()
 
 
+# Called with every new plugin manager: the conformance harness records which hooks a run calls.
+MANAGER_OBSERVERS: list[Callable[[pluggy.PluginManager], None]] = []
+
+
 def new_manager() -> pluggy.PluginManager:
     pm = pluggy.PluginManager(PROJECT)
     pm.add_hookspecs(hookspecs)
     if os.environ.get(TRACE_ENV):
         _enable_trace(pm)
+    for observe in MANAGER_OBSERVERS:
+        observe(pm)
     return pm
 
 

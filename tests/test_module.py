@@ -19,8 +19,8 @@ from litplug.testing import TINY_OVERRIDES
 
 class TwoTerms:
     @litplug.hookimpl
-    def extra_losses(self, module, hidden):
-        return {"mean_hidden": hidden.mean() * 0.5, "head_norm": module.model.get_output_embeddings().weight.norm()}
+    def extra_losses(self, ctx, hidden):
+        return {"mean_hidden": hidden.mean() * 0.5, "head_norm": ctx.model.get_output_embeddings().weight.norm()}
 
 
 def module_with(plugins: dict, model, tokenizer) -> LitplugModule:
@@ -53,8 +53,8 @@ import torch, litplug
 
 class Plugin:
     @litplug.hookimpl
-    def extra_losses(self, module, hidden):
-        bad = module.global_step >= 2
+    def extra_losses(self, ctx, hidden):
+        bad = ctx.global_step >= 2
         return {"exploding": hidden.sum() * (float("nan") if bad else 0.0)}
 """
 

@@ -19,8 +19,12 @@ from litplug.data.tasks import (
     split_of,
 )
 
+BUILTIN_TASKS = {"path_star", "sibling_discovery", "arithmetic", "qa"}
+PLUGIN_TASKS = {"domain", "general"}  # the spt plugin's grammars, declared under the entry-point group litplug.tasks
+for _name in sorted(PLUGIN_TASKS):
+    get_task(_name)  # imports the spt plugin alone and registers its tasks
 ALL_TASKS = sorted(TASKS)
-EXPECTED_TASKS = {"path_star", "sibling_discovery", "arithmetic", "qa", "domain", "general"}
+EXPECTED_TASKS = BUILTIN_TASKS | PLUGIN_TASKS
 
 
 def _tokens(ex: Example) -> list[str]:
@@ -29,6 +33,14 @@ def _tokens(ex: Example) -> list[str]:
 
 def test_registry_has_the_expected_tasks():
     assert EXPECTED_TASKS <= set(TASKS)
+
+
+def test_plugin_tasks_come_from_their_plugin_through_the_entry_point_group():
+    from litplug.plugins import task_providers
+
+    assert task_providers()["general"] == ["spt"] and task_providers()["domain"] == ["spt"]
+    assert TASKS["general"].__module__ == "litplug_spt.grammars"
+    assert not {t.__module__ for n, t in TASKS.items() if n in BUILTIN_TASKS} - {"litplug.data.builtin_tasks"}
 
 
 @pytest.mark.parametrize("name", ALL_TASKS)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-import litplug
+from litplug.api import StepContext, hookimpl
 
 
 @dataclass
@@ -31,8 +31,7 @@ class HelloPlugin:
     def __init__(self, config: HelloConfig) -> None:
         self.config = config
 
-    @litplug.hookimpl
-    def extra_losses(self, module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    @hookimpl
+    def extra_losses(self, ctx: StepContext) -> dict[str, torch.Tensor]:
         """Logged as train/hello_l2 and added to the loss."""
-        head = module.model.get_output_embeddings().weight
-        return {"hello_l2": self.config.weight * head.pow(2).sum()}
+        return {"hello_l2": self.config.weight * ctx.head.weight.pow(2).sum()}

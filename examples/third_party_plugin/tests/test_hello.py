@@ -1,4 +1,4 @@
-"""The conformance suite every litplug plugin passes, applied to this one."""
+"""The conformance harness every litplug plugin passes, applied to this one."""
 
 from litplug.testing import PluginConformance
 
