@@ -25,8 +25,8 @@ def check_eval_config(cfg: DictConfig) -> None:
         raise ConfigError(f"Config key 'eval.split' must be train, validation or test (got '{e.split}').")
 
 
-def evaluate_source(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, pm: pluggy.PluginManager | pluggy.HookRelay,
-                    spec: SourceSpec, cfg: DictConfig) -> dict[str, Any]:
+def evaluate_source(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
+                    pm: pluggy.PluginManager | pluggy.HookRelay, spec: SourceSpec, cfg: DictConfig) -> dict[str, Any]:
     """Metrics for one prompt/answer source on ``eval.split``: exact match (greedy), and with
     ``eval.n > 1`` pass@k for every k in ``eval.k`` plus majority-vote accuracy."""
     e = cfg.eval
@@ -50,8 +50,9 @@ def evaluate_source(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, 
     return result
 
 
-def evaluate_all(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, pm: pluggy.PluginManager | pluggy.HookRelay,
-                 sources: list[SourceSpec], cfg: DictConfig) -> dict[str, dict[str, Any]]:
+def evaluate_all(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
+                 pm: pluggy.PluginManager | pluggy.HookRelay, sources: list[SourceSpec],
+                 cfg: DictConfig) -> dict[str, dict[str, Any]]:
     """Every source that has a prompt/answer form; sources without one are skipped."""
     return {source_name(s): evaluate_source(model, tokenizer, pm, s, cfg) for s in sources if has_answers(s)}
 

@@ -306,7 +306,7 @@ def check_verbs(plugin: str, monitored: Monitored) -> None:
     """Its declared verbs build their parsers; its merge methods are callables."""
     import argparse
 
-    from litplug.plugins import installed_entry_points, inspect_entry_point, verb_manager, verb_providers
+    from litplug.plugins import inspect_entry_point, installed_entry_points, verb_manager, verb_providers
 
     record = inspect_entry_point(plugin, installed_entry_points()[plugin])
     verbs = [v for v, names in verb_providers().items() if plugin in names]

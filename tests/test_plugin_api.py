@@ -96,7 +96,8 @@ def test_check_config_refuses_at_start_up_with_exit_2_and_nothing_written(record
         assert cli(["config", *TINY_OVERRIDES, "trainer.max_steps=7", "plugins.recorder={}"]) == 2
     assert "plugins.recorder: trainer.max_steps=7 is refused" in err.getvalue()
     with redirect_stderr(io.StringIO()):
-        code = cli(["train", *TINY_OVERRIDES, f"run.output_dir={tmp_path}", "trainer.max_steps=7", "plugins.recorder={}"])
+        code = cli(["train", *TINY_OVERRIDES, f"run.output_dir={tmp_path}", "trainer.max_steps=7",
+                    "plugins.recorder={}"])
     assert code == 2 and not (tmp_path / "run").exists()
 
 

@@ -6,7 +6,6 @@ the ``synthetic_tasks`` hook (the specialised-pretraining grammars live in the s
 
 from __future__ import annotations
 
-import operator
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass

@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import hashlib
-import itertools
 import json
 import operator
 import random
