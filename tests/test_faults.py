@@ -94,10 +94,10 @@ import torch, litplug
 
 class Plugin:
     @litplug.hookimpl
-    def after_optimizer_step(self, module, step):
+    def after_optimizer_step(self, ctx, step):
         if step == 3:  # the update of step 3 makes the weights non-finite; its loss was finite
             with torch.no_grad():
-                next(module.model.parameters()).fill_(float("nan"))
+                next(ctx.model.parameters()).fill_(float("nan"))
 """
 
 
@@ -119,7 +119,7 @@ import litplug
 
 class Plugin:
     @litplug.hookimpl
-    def extra_losses(self, module, hidden):
+    def extra_losses(self, ctx, hidden):
         return {"exploding": hidden.sum() * float("nan")}
 """
 

@@ -18,10 +18,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from litdata import StreamingDataLoader, StreamingDataset
 from omegaconf import DictConfig
 
-from litplug.data.batch import collate
-from litplug.data.prepare import prepare_split
-from litplug.data.sources import SourceSpec, source_name
-from litplug.weights import export_hf
+from litplug.api import RunDir, SourceSpec, StepContext, collate, context, drawn_rows, prepare_split, source_name
 from litplug_spt.config import SPTConfig
 from litplug_spt.mixture import distinct_rows, rows_per_step
 from litplug_spt.names import (
@@ -47,19 +44,15 @@ def preserved_rng() -> Iterator[None]:
     np.random.set_state(numpy_state)
 
 
-def run_dir(config: DictConfig) -> Path:
-    return Path(config.run.output_dir) / config.run.name
-
-
 @torch.no_grad()
 def split_loss(module: L.LightningModule, directory: Path, batch_size: int, loss_on: str,
                max_batches: int | None = None) -> float:
     """Mean LM loss over a prepared split, each batch weighted by its rows (as the core's val loss)."""
     with preserved_rng():  # a DataLoader iterator draws its base seed from torch's global RNG
-        return _split_loss(module, directory, batch_size, loss_on, max_batches)
+        return _split_loss(module, context(module, "validate"), directory, batch_size, loss_on, max_batches)
 
 
-def _split_loss(module: L.LightningModule, directory: Path, batch_size: int, loss_on: str,
+def _split_loss(module: L.LightningModule, ctx: StepContext, directory: Path, batch_size: int, loss_on: str,
                 max_batches: int | None) -> float:
     loader = StreamingDataLoader(StreamingDataset(str(directory), shuffle=False), batch_size=batch_size,
                                  num_workers=0, collate_fn=partial(collate, loss_on=loss_on))
@@ -69,9 +62,9 @@ def _split_loss(module: L.LightningModule, directory: Path, batch_size: int, los
     for i, batch in enumerate(loader):
         if max_batches is not None and i >= max_batches:
             break
-        batch = {k: v.to(module.device) for k, v in batch.items()}
+        batch = {k: v.to(ctx.device) for k, v in batch.items()}
         n = batch["input_ids"].shape[0]
-        total += float(module.compute_losses(batch, "validate")["lm"]) * n
+        total += float(ctx.losses(batch, "validate")["lm"]) * n
         rows += n
     module.train(was_training)
     return total / max(rows, 1)
@@ -87,6 +80,8 @@ class SPTMonitor(Callback):
     - plain HF snapshots at ``snapshot_steps`` (to finetune from intermediate pretraining points).
     - at the end: with ``best`` (early stopping), the best checkpoint's weights are loaded back, so
       the exported model is the minimum-held-out-loss one; then ``test/<source>/loss`` per source.
+      These final metrics are kept in ``final``; the plugin's ``final_metrics`` hook hands them to the
+      core, which writes them to results.json and MLflow.
     """
 
     def __init__(self, spt: SPTConfig, config: DictConfig, best: ModelCheckpoint | None = None) -> None:
@@ -97,6 +92,7 @@ class SPTMonitor(Callback):
         self._domain_rows = 0
         self._rows_per_step = 0
         self._snapshots_done: set[int] = set()
+        self.final: dict[str, float] = {}  # set at the end of training, read by SPTPlugin.final_metrics
 
     # -- setup ------------------------------------------------------------------------------------
     def _prepare(self, dm: Any, spec: SourceSpec, split: str) -> Path:
@@ -123,9 +119,9 @@ class SPTMonitor(Callback):
         """E = T * delta / |D|, both counted in stored rows of seq_len + 1 tokens."""
         return step * self._rows_per_step * self.spt.delta / self._domain_rows
 
-    def realised_domain_epochs(self, pl_module: L.LightningModule, step: int) -> float:
+    def realised_domain_epochs(self, trainer: L.Trainer, step: int) -> float:
         """Domain rows actually drawn (the core's per-source counts) over |D|."""
-        counts = getattr(pl_module, "source_counts", {})
+        counts = drawn_rows(trainer)
         drawn = counts.get(self.spt.domain) if len(counts) > 1 else None
         if drawn is None:  # one training source: every row is from it (delta = 1) or none is (delta = 0)
             drawn = step * self._rows_per_step * (1.0 if self.spt.delta == 1.0 else 0.0)
@@ -136,12 +132,12 @@ class SPTMonitor(Callback):
         step = trainer.global_step
         pl_module.log(TOKENS_METRIC, float(step * self._rows_per_step * self.config.data.seq_len), batch_size=1)
         pl_module.log(EPOCHS_METRIC, self.domain_epochs(step), batch_size=1)
-        pl_module.log(REALISED_EPOCHS_METRIC, self.realised_domain_epochs(pl_module, step), batch_size=1)
+        pl_module.log(REALISED_EPOCHS_METRIC, self.realised_domain_epochs(trainer, step), batch_size=1)
         if step in self.spt.snapshot_steps and step not in self._snapshots_done:
             self._snapshots_done.add(step)
             if trainer.is_global_zero:
-                target = run_dir(self.config) / "snapshots" / f"step={step}"
-                export_hf(pl_module.model, trainer.datamodule.tokenizer, target)
+                # the one export: other plugins' export_model changes apply, as at the end of training
+                context(pl_module).export(RunDir.of(self.config).plugin_dir("snapshots") / f"step={step}")
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or self._domain_train_dir is None:
@@ -153,6 +149,7 @@ class SPTMonitor(Callback):
 
     # -- end --------------------------------------------------------------------------------------
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Restore the best weights here, before the core exports the model; the metrics go to ``final``."""
         final: dict[str, float] = {}
         if self.best is not None:
             final.update(restore_best(self.best, pl_module))
@@ -162,10 +159,7 @@ class SPTMonitor(Callback):
                 directory = self._prepare(dm, spec, "test")
                 final[test_loss_key(source_name(spec))] = split_loss(
                     pl_module, directory, self.config.data.batch_size, self.config.data.loss_on)
-        for key, value in final.items():
-            trainer.callback_metrics[key] = torch.tensor(value)
-        if trainer.logger is not None and final:
-            trainer.logger.log_metrics(final, step=trainer.global_step)
+        self.final = final
 
 
 def warn_sources_running_out(dm: Any, rows_in_run: int) -> None:
@@ -196,7 +190,7 @@ def early_stopping_callbacks(spt: SPTConfig, config: DictConfig) -> tuple[EarlyS
     monitor = val_loss_key(spt.domain)
     stopper = EarlyStopping(monitor=monitor, mode="min", patience=spt.patience, min_delta=spt.min_delta,
                             check_on_train_epoch_end=False, strict=True)
-    best = ModelCheckpoint(dirpath=run_dir(config) / "checkpoints", filename="best", monitor=monitor, mode="min",
+    best = ModelCheckpoint(dirpath=RunDir.of(config).checkpoints, filename="best", monitor=monitor, mode="min",
                            save_top_k=1, save_last=False, auto_insert_metric_name=False,
                            enable_version_counter=False, save_on_train_epoch_end=False)
     return stopper, best

@@ -7,15 +7,15 @@ import argparse
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from litplug.errors import ConfigError
+from litplug.api import ConfigError
 
 if TYPE_CHECKING:  # the fitter's imports (scipy, matplotlib) load only when the verb runs
     from litplug_spt.law import Curve
 
 
-def add_commands(subparsers: argparse._SubParsersAction) -> None:
+def add_commands(subparsers: Any) -> None:
     parser = subparsers.add_parser("spt", help="specialized pretraining tools (litplug-spt)")
     verbs = parser.add_subparsers(dest="spt_verb", metavar="COMMAND")
     fit = verbs.add_parser("fit-law", help="fit the overfitting scaling law to pilot runs and recommend delta",
@@ -107,7 +107,7 @@ def log_to_mlflow(uri: str, experiment: str, report: dict, out: Path) -> str:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     import mlflow
 
-    from litplug.tracking import experiment_id
+    from litplug.api import experiment_id
 
     client = mlflow.MlflowClient(tracking_uri=uri)
     run = client.create_run(experiment_id(client, experiment, uri), run_name="spt-fit-law",

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from litplug.errors import ConfigError
+from litplug.api import ConfigError
 from litplug_spt.law import Curve
 from litplug_spt.names import TOKENS_METRIC, train_split_loss_key, val_loss_key
 

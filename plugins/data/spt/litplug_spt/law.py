@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from scipy.optimize import least_squares
 
-from litplug.errors import ConfigError
+from litplug.api import ConfigError
 
 TRAIN_PARAMS = ("A_train", "b_train_s", "b_train_g", "kappa0", "kappa1", "kappa2", "kappa3")
 GAP_PARAMS = ("alpha1", "alpha2", "alpha3", "b_gap_s", "b_gap_g")

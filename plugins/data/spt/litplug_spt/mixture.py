@@ -17,9 +17,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from transformers import PreTrainedTokenizerBase
 
-from litplug.data.sources import SourceSpec, source_name
-from litplug.data.tasks import TaskError, get_task
-from litplug.errors import ConfigError, DataError
+from litplug.api import ConfigError, DataError, SourceSpec, TaskError, get_task, source_name
 from litplug_spt.config import SPTConfig
 
 

@@ -32,13 +32,13 @@ def spt(**options: Any) -> str:
 
 @pytest.fixture
 def setup_run(tmp_path: Path, litplug_data_cache: Path):
-    """``setup_run(overrides)``: a validated :class:`litplug.run.Run` (data prepared, not trained)."""
-    from litplug import run as run_mod
+    """``setup_run(overrides)``: a validated run (``litplug.api.setup_run``: data prepared, not trained)."""
+    from litplug.api import setup_run as setup
     from litplug.testing import TINY_OVERRIDES
 
     def _setup(*overrides: str, name: str = "run") -> Any:
         base = [*TINY_OVERRIDES, f"run.output_dir={tmp_path}", f"run.name={name}",
                 f"data.cache_dir={litplug_data_cache}"]
-        return run_mod.setup(None, [*base, *PAIR, *overrides])
+        return setup(None, [*base, *PAIR, *overrides])
 
     return _setup

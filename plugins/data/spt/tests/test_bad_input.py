@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from litplug.cli import main
+from litplug.testing import cli as main
 
 BASE = {
     "run": {"output_dir": None},

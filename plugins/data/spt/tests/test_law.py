@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from litplug_spt.law import GAP_PARAMS, TRAIN_PARAMS, Curve, Law, fit_law, recommend_delta
 
-from litplug.cli import main
+from litplug.testing import cli as main
 
 TRUE = Law(A_train=1.0, b_train_s=-0.6, b_train_g=-0.2, kappa0=2.0, kappa1=0.1, kappa2=0.01, kappa3=1.0,
            alpha1=5.0, alpha2=1.5, alpha3=-5.0, b_gap_s=8.0, b_gap_g=-0.3)

@@ -8,8 +8,7 @@ from itertools import islice
 import pytest
 import torch
 
-from litplug.data.sources import source_name
-from litplug.data.tasks import get_task
+from litplug.api import get_task, source_name
 from litplug.testing import state_equal
 
 from .conftest import DOC_LENGTH, NUM_DOCUMENTS, sources, spt
@@ -109,3 +108,11 @@ def test_no_held_out_document_is_ever_trained_on(setup_run, delta: float) -> Non
     pool = {ex.answer for ex in domain.train_pool()}
     assert set(emitted["domain"]) <= pool
     assert len(emitted["domain"]) > 2 * NUM_DOCUMENTS  # the pool is repeated
+
+
+def test_the_conformance_settings_use_the_test_pair() -> None:
+    from litplug_spt.plugin import SPTPlugin
+
+    from .conftest import PAIR
+
+    assert [setting["overrides"][:2] for setting in SPTPlugin.conformance] == [PAIR, PAIR]

@@ -9,13 +9,14 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 from litplug_sift_masks.errors import StoreError
 from litplug_sift_masks.hfdir import resolve_model_dir, write_hf_dir
 from litplug_sift_masks.store import NORMALIZE, SiftStore
 
 
-def add_sift_parser(subparsers: argparse._SubParsersAction) -> None:
+def add_sift_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser("sift", help="SIFT-Masks store: train tasks, add, unlearn, export, list")
     verbs = parser.add_subparsers(dest="sift_verb", metavar="SIFT_VERB", required=True)
 

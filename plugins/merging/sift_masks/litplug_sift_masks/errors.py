@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from litplug.errors import LitplugError
+from litplug.api import LitplugError
 
 
 class StoreError(LitplugError):

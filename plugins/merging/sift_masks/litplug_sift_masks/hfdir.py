@@ -12,7 +12,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from litplug.weights import atomic_directory, safetensors_files
+from litplug.api import atomic_directory, safetensors_files
 from litplug_sift_masks.errors import StoreError
 
 FLOAT_DTYPES = ("F64", "F32", "F16", "BF16")

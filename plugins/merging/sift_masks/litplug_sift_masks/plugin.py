@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import fnmatch
 from collections.abc import Callable
 from typing import Any
@@ -11,8 +10,7 @@ import torch
 from omegaconf import DictConfig
 from transformers import PreTrainedModel
 
-from litplug import hookimpl
-from litplug.errors import ConfigError
+from litplug.api import ConfigError, StepContext, hookimpl
 from litplug_sift_masks.config import SiftConfig
 from litplug_sift_masks.projection import SignProjector
 
@@ -26,6 +24,7 @@ class SiftMasksPlugin:
 
     config_class = SiftConfig
     litplug_requires = ">=0.1,<0.2"
+    conformance = ({"config": {"sign_seed": 3, "reset_momentum": True}, "overrides": ()},)
 
     def __init__(self, config: SiftConfig) -> None:
         self.config = config
@@ -65,18 +64,18 @@ class SiftMasksPlugin:
             raise ConfigError(f"plugins.sift_masks.base_model: {exc}") from None
 
     @hookimpl
-    def after_optimizer_step(self, module: Any, step: int) -> None:
+    def after_optimizer_step(self, ctx: StepContext, step: int) -> None:
         if self.projector is None:
             return
-        named = dict(module.model.named_parameters())
+        named = dict(ctx.model.named_parameters())
         if not self._checked:  # once per run (a resumed run starts past step 1)
             self.projector.check(named)
             self._checked = True
-        optimizer = module.trainer.optimizers[0] if self.config.reset_momentum else None
+        optimizer = ctx.optimizer if self.config.reset_momentum else None
         reset, nonzero, total = self.projector.project_(named.items(), optimizer)
-        if module._trainer is not None and total:
-            module.log("sift/density", nonzero / total, batch_size=1)
-            module.log("sift/reset_fraction", reset / total, batch_size=1)
+        if total:  # ctx.log is a no-op outside a trainer
+            ctx.log("sift/density", nonzero / total)
+            ctx.log("sift/reset_fraction", reset / total)
 
     @hookimpl
     def merge_methods(self) -> dict[str, Callable[[list[str]], int]]:
@@ -85,7 +84,7 @@ class SiftMasksPlugin:
         return {"task-arithmetic": merge_task_arithmetic, "ties": merge_ties}
 
     @hookimpl
-    def cli_commands(self, subparsers: argparse._SubParsersAction) -> None:
+    def cli_commands(self, subparsers: Any) -> None:
         from litplug_sift_masks.cli import add_sift_parser
 
         add_sift_parser(subparsers)

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 import torch
 
-from litplug.errors import PluginError
+from litplug.api import PluginError
 from litplug_sift_masks.signs import sign_positive
 
 

@@ -99,16 +99,17 @@ def add_run(store_root: Path, run_dir: Path, name: str | None = None) -> dict[st
 
 def train_task(config_path: str | None, overrides: list[str]) -> Path:
     """``litplug train`` with sift_masks enabled; returns the finished run directory."""
-    from litplug import config as config_mod
-    from litplug import run as run_mod
+    from litplug.api import load_config, to_yaml, train_command
 
-    cfg = config_mod.load_config(config_path, overrides)
-    if PLUGIN not in config_mod.active_plugin_names(cfg):
+    cfg = load_config(config_path, overrides)
+    section = cfg.plugins.get(PLUGIN)
+    enabled = PLUGIN in cfg.plugins and (section is None or section.get("enabled", True))
+    if not enabled:
         overrides = [*overrides, f"plugins.{PLUGIN}={{}}"]
-    run = run_mod.train_command(config_path, overrides)
+    run = train_command(config_path, overrides)
     saved = run.run_dir / "config.yaml"
     if not saved.is_file():  # the core writes it only when tracking is on; the store needs it to re-derive
-        saved.write_text(config_mod.to_yaml(run.cfg))
+        saved.write_text(to_yaml(run.cfg))
     return run.run_dir
 
 
@@ -116,7 +117,7 @@ def rederive(store: SiftStore, record: dict[str, Any], workdir: Path) -> Path:
     """Re-run task ``record``'s finetune from its recorded config, starting from the store's own copy
     of theta_0; returns the new export directory. Only the output location, tracking and evaluation
     size are changed, none of which touch the training computation."""
-    from litplug import run as run_mod
+    from litplug.api import setup_run, train_run
 
     config = record.get("config")
     if not config:
@@ -133,8 +134,8 @@ def rederive(store: SiftStore, record: dict[str, Any], workdir: Path) -> Path:
     config_file = Path(workdir) / "task.yaml"
     config_file.write_text(yaml.safe_dump(config, sort_keys=False))
     overrides = [f"run.output_dir={workdir}", "run.name=rederived", "tracking.enabled=false", "eval.num_examples=1"]
-    run = run_mod.setup(str(config_file), overrides)
-    run_mod.train(run)
+    run = setup_run(str(config_file), overrides)
+    train_run(run)
     return run.export_dir
 
 

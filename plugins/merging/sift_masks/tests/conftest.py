@@ -37,10 +37,7 @@ def make_base(target: Path, seed: int = 0) -> Path:
     import torch
     from omegaconf import OmegaConf
 
-    from litplug.config import ModelConfig
-    from litplug.data.tasks import get_task
-    from litplug.model import build_model, word_tokenizer
-    from litplug.weights import export_hf
+    from litplug.api import ModelConfig, build_model, export_hf, get_task, word_tokenizer
 
     words: list[str] = []
     for source in TASKS.values():

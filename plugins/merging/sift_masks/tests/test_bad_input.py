@@ -13,7 +13,7 @@ from litplug_sift_masks.runs import add_run
 from litplug_sift_masks.store import SiftStore
 from safetensors.torch import load_file, save_file
 
-from litplug.cli import main
+from litplug.testing import cli as main
 
 
 def _snapshot(root: Path) -> dict[str, bytes]:
@@ -121,20 +121,17 @@ def test_unlearning_with_weights_that_are_not_the_task(store: SiftStore, sift_ru
 
 
 def test_invalid_plugin_options() -> None:
-    from litplug.config import load_config
-    from litplug.errors import ConfigError
-    from litplug.run import load_plugins
+    from litplug.api import ConfigError, load_config, plugin_manager
 
     with pytest.raises(ConfigError, match="plugins.sift_masks.*sign_seed"):
-        load_plugins(load_config(None, ["plugins.sift_masks={sign_seed: -1}"]))
+        plugin_manager(load_config(None, ["plugins.sift_masks={sign_seed: -1}"]))
 
 
 def test_a_freeze_pattern_that_matches_nothing(tmp_path: Path, litplug_data_cache: Path) -> None:
-    from litplug import run as run_mod
-    from litplug.errors import ConfigError
+    from litplug.api import ConfigError, build_module, setup_run
     from litplug.testing import TINY_OVERRIDES
 
-    run = run_mod.setup(None, [*TINY_OVERRIDES, f"run.output_dir={tmp_path}", f"data.cache_dir={litplug_data_cache}",
+    run = setup_run(None, [*TINY_OVERRIDES, f"run.output_dir={tmp_path}", f"data.cache_dir={litplug_data_cache}",
                                "plugins.sift_masks={freeze: ['nothing.*']}"])
     with pytest.raises(ConfigError, match="plugins.sift_masks.freeze.*nothing"):
-        run_mod.build_module(run)
+        build_module(run)

@@ -8,7 +8,7 @@ import torch
 from litplug_sift_masks.baselines import task_arithmetic, ties
 from safetensors.torch import load_file, save_file
 
-from litplug.cli import main
+from litplug.testing import cli as main
 
 
 def _model(path: Path, tensors: dict[str, torch.Tensor]) -> Path:

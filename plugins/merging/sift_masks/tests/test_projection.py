@@ -7,25 +7,25 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 import torch
+from litplug_sift_masks.projection import SignProjector
 from litplug_sift_masks.signs import sign_positive
 from safetensors.torch import load_file
-
-from litplug import hookimpl
 
 
 class _Checker:
     """Counts, at every step, the entries of tau = theta - theta_0 that disagree with v."""
 
-    def __init__(self, plugin: Any) -> None:
-        self.plugin = plugin
+    def __init__(self) -> None:
         self.disagree: list[int] = []
         self.moved: list[int] = []
 
-    def record(self, module: Any) -> None:
-        projector = self.plugin.projector
+    def record(self, projector: SignProjector, named: list[tuple[str, torch.nn.Parameter]]) -> None:
         bad = moved = 0
-        for name, param in module.model.named_parameters():
+        for name, param in named:
+            if name not in projector.theta0:  # frozen: never projected
+                continue
             tau = param.detach() - projector.theta0[name]
             bad += int(torch.where(sign_positive(name, tau.shape, projector.seed), tau < 0, tau > 0).sum())
             moved += int((tau != 0).sum())
@@ -33,29 +33,27 @@ class _Checker:
         self.moved.append(moved)
 
 
-class _BeforeProjection(_Checker):
-    @hookimpl(tryfirst=True)
-    def after_optimizer_step(self, module: Any) -> None:
-        self.record(module)
-
-
-class _AfterProjection(_Checker):
-    @hookimpl(trylast=True)
-    def after_optimizer_step(self, module: Any) -> None:
-        self.record(module)
-
-
-def test_projection_holds_after_every_step(tmp_path: Path, litplug_data_cache: Path) -> None:
-    from litplug import run as run_mod
+def test_projection_holds_after_every_step(tmp_path: Path, litplug_data_cache: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from litplug.api import setup_run, train_run
     from litplug.testing import TINY_OVERRIDES, plugin_overrides
 
-    run = run_mod.setup(None, [*TINY_OVERRIDES, f"run.output_dir={tmp_path}", f"data.cache_dir={litplug_data_cache}",
-                               "optim.warmup_steps=0", *plugin_overrides({"sift_masks": {"sign_seed": 5}})])
-    before = _BeforeProjection(run.plugins["sift_masks"])
-    after = _AfterProjection(run.plugins["sift_masks"])
-    run.pm.register(before)
-    run.pm.register(after)
-    run_mod.train(run)
+    # The projection runs in after_optimizer_step, right after the optimizer moved the weights: record
+    # tau just before it (what the optimizer did) and just after it (what the step leaves).
+    before, after = _Checker(), _Checker()
+    project = SignProjector.project_
+
+    def checked(self: SignProjector, named: Any, optimizer: Any = None) -> Any:
+        named = list(named)
+        before.record(self, named)
+        result = project(self, named, optimizer)
+        after.record(self, named)
+        return result
+
+    monkeypatch.setattr(SignProjector, "project_", checked)
+    run = setup_run(None, [*TINY_OVERRIDES, f"run.output_dir={tmp_path}", f"data.cache_dir={litplug_data_cache}",
+                           "optim.warmup_steps=0", *plugin_overrides({"sift_masks": {"sign_seed": 5}})])
+    train_run(run)
     assert len(after.disagree) == 4
     assert all(b > 0 for b in before.disagree), "the optimizer never moved against v: this check could not fail"
     assert after.disagree == [0, 0, 0, 0]

@@ -14,7 +14,7 @@ from litplug_sift_masks.signs import sign_positive
 from litplug_sift_masks.store import SiftStore
 from safetensors.torch import load_file
 
-from litplug.cli import main
+from litplug.testing import cli as main
 
 
 def _vector(run_dir: Path, base: Path) -> dict[str, torch.Tensor]:

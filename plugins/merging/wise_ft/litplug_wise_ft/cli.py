@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from litplug.errors import ConfigError
+from litplug.api import ConfigError
 from litplug_wise_ft.interpolate import DEFAULT_MAX_SHARD_SIZE, interpolate_dirs
 
 

@@ -13,8 +13,7 @@ from pathlib import Path
 
 from safetensors import SafetensorError, safe_open
 
-from litplug.errors import ConfigError
-from litplug.weights import safetensors_files
+from litplug.api import ConfigError, safetensors_files
 
 # config.json fields that must agree; other fields (dtype, transformers_version, ...) may differ.
 ARCHITECTURE_FIELDS = ("model_type", "architectures", "vocab_size", "hidden_size", "num_hidden_layers",

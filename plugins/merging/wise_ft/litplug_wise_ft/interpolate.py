@@ -19,9 +19,8 @@ from huggingface_hub import split_state_dict_into_shards_factory
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-import litplug
-from litplug.errors import ConfigError
-from litplug.weights import atomic_directory, tensor_index
+from litplug.api import ConfigError, atomic_directory, tensor_index
+from litplug.api import __version__ as litplug_version
 from litplug_wise_ft.compat import check_compatible
 
 WEIGHT_INDEX = "model.safetensors.index.json"
@@ -98,7 +97,7 @@ def interpolate_dirs(early: Path, late: Path, alpha: float, out: Path, overwrite
 
     The non-weight files (config, generation config, tokenizer) come from ``late``. ``out`` appears
     only complete: it is built in a temporary sibling and moved into place at the end. Raises
-    :class:`litplug.errors.ConfigError` when the two models are not interpolable.
+    :class:`litplug.api.ConfigError` when the two models are not interpolable.
     """
     early, late, out = Path(early), Path(late), Path(out)
     check_output(out, overwrite, early, late)
@@ -129,6 +128,6 @@ def interpolate_dirs(early: Path, late: Path, alpha: float, out: Path, overwrite
                 shutil.copy2(item, tmp / item.name)
         record = {"method": "wise-ft", "alpha": alpha, "early": str(early.resolve()), "late": str(late.resolve()),
                   "formula": "(1 - alpha) * early + alpha * late", "num_tensors": len(weight_map),
-                  "non_float_tensors_differing": copied_from_endpoint, "litplug_version": litplug.__version__}
+                  "non_float_tensors_differing": copied_from_endpoint, "litplug_version": litplug_version}
         (tmp / MERGE_RECORD).write_text(json.dumps(record, indent=2))
     return record

@@ -10,7 +10,6 @@ checkpoint, so a resumed run picks the same best step as an uninterrupted one.
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 from pathlib import Path
@@ -20,12 +19,12 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from litplug.data.sources import SourceSpec, has_answers, read_examples, source_name
-from litplug.errors import ConfigError
-from litplug.module import LitplugModule
-from litplug.weights import export_hf
+from litplug.api import RunDir, context, read_examples, source_name
 from litplug_wise_ft.config import WiseFTConfig
 from litplug_wise_ft.scoring import mlflow_key, score_model
+from litplug_wise_ft.sources import pick_source
+
+__all__ = ["BEST_DIR", "SELECTION_FILE", "EarlyCheckpointKeeper", "pick_source", "step_dir"]
 
 BEST_DIR = "best"
 SELECTION_FILE = "selection.json"
@@ -35,30 +34,13 @@ def step_dir(step: int) -> str:
     return f"step_{step}"
 
 
-def pick_source(sources: list[SourceSpec], wanted: str | None) -> SourceSpec:
-    """The source scored: the one named ``wanted``, else the first with a prompt/answer form."""
-    answerable = [s for s in sources if has_answers(s)]
-    if wanted is not None:
-        named = [s for s in sources if source_name(s) == wanted]
-        if not named:
-            raise ConfigError(f"plugins.wise_ft.score_source '{wanted}' is not a data source of this run "
-                              f"(sources: {', '.join(source_name(s) for s in sources)}).")
-        if not has_answers(named[0]):
-            raise ConfigError(f"plugins.wise_ft.score_source '{wanted}' has no prompt/answer form, so pass@k "
-                              "cannot be scored on it; name a task source such as arithmetic.")
-        return named[0]
-    if not answerable:
-        raise ConfigError("plugins.wise_ft.score_every_n_steps > 0 needs a prompt/answer data source to score "
-                          "pass@k on, but this run has none; set score_every_n_steps: 0.")
-    return answerable[0]
-
-
 class EarlyCheckpointKeeper(Callback):
     """Exports θ at chosen steps and the best step by validation pass@k (rank 0 only)."""
 
-    def __init__(self, cfg: WiseFTConfig, run_dir: Path) -> None:
+    def __init__(self, cfg: WiseFTConfig, config: Any) -> None:
+        """``cfg``: the plugin's options; ``config``: the run config (its run directory holds the outputs)."""
         self.cfg = cfg
-        self.root = Path(run_dir) / cfg.output_subdir
+        self.root = RunDir.of(config).plugin_dir(cfg.output_subdir)
         self.history: list[dict[str, Any]] = []  # one entry per scored step
         self.best: dict[str, Any] | None = None  # {"step", "metric", "value"}
         self.kept: list[int] = []
@@ -73,18 +55,18 @@ class EarlyCheckpointKeeper(Callback):
         self.kept = list(state_dict.get("kept", []))
 
     # -- Lightning hooks -------------------------------------------------------------------------------
-    def on_train_start(self, trainer: L.Trainer, pl_module: LitplugModule) -> None:
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.cfg.score_every_n_steps:  # fail before training, not at the first scoring step
             pick_source(trainer.datamodule.sources, self.cfg.score_source)
         if trainer.global_step == 0:
             self._at_step(trainer, pl_module, 0)
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: LitplugModule, outputs: Any, batch: Any,
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
         self._at_step(trainer, pl_module, trainer.global_step)
 
     # -- work ----------------------------------------------------------------------------------------
-    def _at_step(self, trainer: L.Trainer, pl_module: LitplugModule, step: int) -> None:
+    def _at_step(self, trainer: L.Trainer, pl_module: L.LightningModule, step: int) -> None:
         """Idempotent per step: with gradient accumulation several batches end at one global step."""
         if not trainer.is_global_zero:
             return
@@ -96,17 +78,18 @@ class EarlyCheckpointKeeper(Callback):
         if every and step % every == 0 and all(h["step"] != step for h in self.history):
             self._score(trainer, pl_module, step)
 
-    def _score(self, trainer: L.Trainer, pl_module: LitplugModule, step: int) -> None:
+    def _score(self, trainer: L.Trainer, pl_module: L.LightningModule, step: int) -> None:
         c = self.cfg
+        ctx = context(pl_module)
         spec = pick_source(trainer.datamodule.sources, c.score_source)
-        examples = read_examples(spec, c.score_split, pl_module.cfg.data.seed)[: c.score_num_examples]
-        model = pl_module.model
+        examples = read_examples(spec, c.score_split, ctx.config.data.seed)[: c.score_num_examples]
+        model = ctx.model
         was_training = model.training
         device = next(model.parameters()).device
         # Sampling reseeds torch's global RNG; fork it so training randomness is untouched.
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            scores = score_model(model, pl_module.tokenizer, pl_module.pm, examples, c.score_n, list(c.score_k),
-                                 c.score_temperature, pl_module.cfg.run.seed, c.score_batch_size,
+            scores = score_model(model, ctx.tokenizer, ctx.hooks, examples, c.score_n, list(c.score_k),
+                                 c.score_temperature, ctx.config.run.seed, c.score_batch_size,
                                  c.score_max_new_tokens)
         model.train(was_training)
         self.history.append({"step": step, **scores})
@@ -123,14 +106,10 @@ class EarlyCheckpointKeeper(Callback):
               flush=True)
         self._write_selection()
 
-    def _export(self, pl_module: LitplugModule, target: Path) -> None:
-        """Export exactly what the end of training would: plugins' ``export_model`` changes are applied
-        to a copy, so training continues on the untouched model."""
-        model = pl_module.model
-        if pl_module.pm.hook.export_model.get_hookimpls():
-            model = copy.deepcopy(model)
-            pl_module.pm.hook.export_model(model=model, tokenizer=pl_module.tokenizer, config=pl_module.cfg)
-        export_hf(model, pl_module.tokenizer, target)
+    def _export(self, pl_module: L.LightningModule, target: Path) -> None:
+        """Export exactly what the end of training would (the core's one export): plugins' ``export_model``
+        changes are applied to a copy, so training continues on the untouched model."""
+        context(pl_module).export(target)
 
     def _write_selection(self) -> None:
         """``selection.json``: every scored step, the best one and the kept steps (written atomically)."""

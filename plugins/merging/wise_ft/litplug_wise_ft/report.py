@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import litplug
+from litplug.api import __version__ as litplug_version
 from litplug_wise_ft.scoring import mlflow_key
 
 METRIC_ORDER = ("majority_vote", "greedy", "var_rho")
@@ -118,11 +118,11 @@ def log_to_mlflow(result: dict[str, Any], folder: Path, tracking_uri: str, exper
     from mlflow import MlflowClient
     from mlflow.entities import Metric, Param
 
-    from litplug.tracking import experiment_id as find_or_create
+    from litplug.api import experiment_id as find_or_create
 
     client = MlflowClient(tracking_uri=tracking_uri)
     experiment_id = find_or_create(client, experiment, tracking_uri)
-    tags = {"litplug.version": litplug.__version__, "litplug.merge": "wise-ft"}
+    tags = {"litplug.version": litplug_version, "litplug.merge": "wise-ft"}
     if parent_run_id and _run_exists(client, parent_run_id):
         tags["mlflow.parentRunId"] = parent_run_id
     run = client.create_run(experiment_id, run_name=f"wise-ft-sweep-{result['task']}", tags=tags)

@@ -8,12 +8,11 @@ per-problem solve rate ρ_x that WiSE-FT is about (METHODS.md §5):
 
 from __future__ import annotations
 
-import pluggy
+from typing import Any
+
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from litplug.data.tasks import Example
-from litplug.generate import generate
-from litplug.metrics import exact_match, majority_vote, mean_pass_at_k
+from litplug.api import Example, exact_match, generate, majority_vote, mean_pass_at_k
 
 
 def mlflow_key(name: str) -> str:
@@ -40,20 +39,21 @@ def score_samples(samples: list[list[str]], greedy: list[str], answers: list[str
     return result
 
 
-def score_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, pm: pluggy.PluginManager,
+def score_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, hooks: Any,
                 examples: list[Example], n: int, ks: list[int], temperature: float, seed: int,
                 batch_size: int = 16, max_new_tokens: int | None = None) -> dict[str, float]:
     """Sample ``n`` answers per prompt (and one greedy answer) and score them.
 
     The same ``seed`` gives the same sampling noise, so comparing models (e.g. along an α sweep) uses
-    common random numbers. ``batch_size`` counts prompts; each expands to ``n`` sequences.
+    common random numbers. ``batch_size`` counts prompts; each expands to ``n`` sequences. ``hooks``: the
+    run's hooks (``ctx.hooks``) or a plugin manager (``litplug.api.plugin_manager``), for ``generate``.
     """
     if n < 2:
         raise ValueError(f"n must be at least 2 samples per prompt (got {n}); n = 1 would be greedy decoding.")
     prompts = [ex.prompt for ex in examples]
     answers = [ex.answer for ex in examples]
     max_new = max_new_tokens or max(len(tokenizer.encode(a, add_special_tokens=False)) for a in answers) + 1
-    greedy = generate(model, tokenizer, prompts, pm, max_new, batch_size=batch_size * n, seed=seed)
-    sampled = generate(model, tokenizer, prompts, pm, max_new, num_samples=n, temperature=temperature,
+    greedy = generate(model, tokenizer, prompts, hooks, max_new, batch_size=batch_size * n, seed=seed)
+    sampled = generate(model, tokenizer, prompts, hooks, max_new, num_samples=n, temperature=temperature,
                        batch_size=batch_size, seed=seed)
     return score_samples(sampled, [g[0] for g in greedy], answers, ks)

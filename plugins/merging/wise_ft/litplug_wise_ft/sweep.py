@@ -16,10 +16,17 @@ from omegaconf import DictConfig
 from transformers import AutoModelForCausalLM
 from transformers.utils import logging as hf_logging
 
-from litplug.data.sources import SourceSpec, has_answers, read_examples, source_name
-from litplug.data.tasks import TaskError, get_task
-from litplug.errors import ConfigError, DataError
-from litplug.model import load_tokenizer
+from litplug.api import (
+    ConfigError,
+    DataError,
+    SourceSpec,
+    TaskError,
+    get_task,
+    has_answers,
+    load_tokenizer,
+    read_examples,
+    source_name,
+)
 from litplug_wise_ft.compat import check_compatible
 from litplug_wise_ft.interpolate import DEFAULT_MAX_SHARD_SIZE, check_output, interpolate_dirs
 from litplug_wise_ft.report import best_by_metric, write_reports
@@ -62,7 +69,7 @@ class EvalTarget:
     """What the sweep scores: a prompt/answer source, the plugins that shape generation, the data seed."""
 
     spec: SourceSpec
-    pm: pluggy.PluginManager
+    hooks: pluggy.PluginManager  # the plugins that shape generation (``litplug.api.plugin_manager``)
     data_seed: int
     config_path: str | None = None
 
@@ -77,10 +84,7 @@ def resolve_target(task: str, task_params: dict[str, Any] | None, config: str | 
     """Find the task: in ``--config`` (default: the late model's run config, when there is one) by
     source name or task name, with its parameters and the run's plugins; else the named task with
     ``task_params``. Explicit ``task_params`` override the config's."""
-    from litplug.config import SourceConfig, load_config
-    from litplug.data.datamodule import source_specs
-    from litplug.plugins import new_manager, register_all
-    from litplug.run import load_plugins
+    from litplug.api import load_config, plugin_manager, source_specs
 
     config_path = Path(config) if config else _run_config_of(late)
     cfg: DictConfig | None = load_config(str(config_path), []) if config_path else None
@@ -95,7 +99,7 @@ def resolve_target(task: str, task_params: dict[str, Any] | None, config: str | 
         if cfg is not None:
             print(f"note: --eval '{task}' is not a data source of {config_path}; using the task's default "
                   "parameters (set them with --task-params).", flush=True)
-        spec = SourceConfig(task=task)
+        spec = SourceSpec(task=task)
     if task_params:
         spec.params = {**dict(spec.params or {}), **task_params}
     if not spec.task:
@@ -106,12 +110,9 @@ def resolve_target(task: str, task_params: dict[str, Any] | None, config: str | 
         raise ConfigError(f"--eval: {exc}") from None
     if not has_answers(spec):
         raise ConfigError(f"--eval '{task}' has no prompt/answer form, so pass@k cannot be scored on it.")
-    if cfg is not None:
-        pm = load_plugins(cfg)[0]
-    else:
-        pm = new_manager()
-        register_all(pm, {})
-    return EvalTarget(spec, pm, int(cfg.data.seed) if cfg is not None else 1234,
+    # the run's plugins shape generation; without a run config, the core alone (a config enabling no plugin)
+    hooks = plugin_manager(cfg if cfg is not None else load_config(None, []))
+    return EvalTarget(spec, hooks, int(cfg.data.seed) if cfg is not None else 1234,
                       str(config_path) if config_path else None)
 
 
@@ -155,7 +156,7 @@ def check_sweep(s: SweepSpec) -> None:
 
 def run_sweep(s: SweepSpec) -> dict[str, Any]:
     """Score every α and write ``sweep.json``, ``sweep.md``, ``sweep.png`` into ``s.out`` (atomically)."""
-    from litplug.weights import atomic_directory
+    from litplug.api import atomic_directory
 
     check_sweep(s)
     check_output(s.out, s.overwrite, s.early, s.late)
@@ -173,7 +174,7 @@ def run_sweep(s: SweepSpec) -> dict[str, Any]:
             model_dir = tmp / "models" / f"alpha_{alpha:g}"
             interpolate_dirs(s.early, s.late, alpha, model_dir, max_shard_size=s.max_shard_size)
             model = AutoModelForCausalLM.from_pretrained(model_dir, local_files_only=True, dtype=torch.float32)
-            scores = score_model(model.to(device), tokenizer, s.target.pm, examples, s.n, s.ks, s.temperature,
+            scores = score_model(model.to(device), tokenizer, s.target.hooks, examples, s.n, s.ks, s.temperature,
                                  s.seed, s.batch_size, s.max_new_tokens)
             del model
             if not s.keep_models:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from litplug.cli import main
+from litplug.testing import cli as main
 
 
 def merge(*args: Any) -> int:

@@ -10,8 +10,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from litplug.cli import main
-from litplug.model import word_tokenizer
+from litplug.api import word_tokenizer
+from litplug.testing import cli as main
 
 
 def merge(*args: Any) -> int:

@@ -169,5 +169,5 @@ def test_peak_memory_of_a_merge_stays_below_two_models(tmp_path: Path) -> None:
                           str(tmp_path / "out"), "2GB"], capture_output=True, text=True, check=True)
     probe = json.loads(out.stdout.strip().splitlines()[-1])
     ratio = (probe["peak"] - probe["before"]) / model_bytes
-    print(f"peak extra memory / model size: {ratio:.2f}")  # smaller shards: benchmarks/merge_memory.py
+    print(f"peak extra memory / model size: {ratio:.2f}")  # smaller shards: benchmarks/wise_ft_merge_memory.py
     assert ratio < 2.0, ratio  # the one output shard holds the whole model here

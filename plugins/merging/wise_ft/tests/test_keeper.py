@@ -1,4 +1,6 @@
-"""The early-checkpoint keeper: conformance, exact exports, best-step choice, resume, no effect on training."""
+"""The early-checkpoint keeper: exact exports, best-step choice, resume, no effect on training.
+
+The conformance suite runs in the core's harness with ``WiseFTPlugin.conformance`` (``KEEPER``)."""
 
 from __future__ import annotations
 
@@ -9,31 +11,31 @@ from typing import Any
 
 import pytest
 import torch
+from litplug_wise_ft.plugin import WiseFTPlugin
 from safetensors.torch import load_file
 
-from litplug.errors import ConfigError
-from litplug.testing import TINY_OVERRIDES, PluginConformance, run_training, state_equal
+from litplug.api import ConfigError
+from litplug.testing import TINY_OVERRIDES, run_training, state_equal
 
 KEEPER = {"keep_steps": [0, 2, 4], "score_every_n_steps": 2, "score_n": 4, "score_k": [1, 2],
           "score_num_examples": 4, "select_metric": "pass@2", "select_min_step": 0, "select_max_step": 2}
 
 
-class TestConformance(PluginConformance):
-    plugin = "wise_ft"
-    config = KEEPER
+def test_the_conformance_settings_are_the_keeper_tested_here() -> None:
+    assert WiseFTPlugin.conformance == ({"config": KEEPER, "overrides": ()},)
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """One run with the keeper (every checkpoint kept), one without any plugin, one resumed from step 2."""
-    from litplug import run as run_mod
+    from litplug.api import setup_run
 
     root = tmp_path_factory.mktemp("keeper")
     cache = tmp_path_factory.mktemp("keeper-cache")
     keep = ["trainer.keep_checkpoints=true"]
     # Tokenise the data first: a run that builds the data cache starts from different random weights
     # than one that finds it (the core seeds before preparing data), which is not what is tested here.
-    run_mod.setup(None, [*TINY_OVERRIDES, f"run.output_dir={root}", f"data.cache_dir={cache}"])
+    setup_run(None, [*TINY_OVERRIDES, f"run.output_dir={root}", f"data.cache_dir={cache}"])
     full = run_training(root, {"wise_ft": KEEPER}, keep, cache_dir=cache, name="full")
     plain = run_training(root, None, keep, cache_dir=cache, name="plain")
     (root / "resumed" / "checkpoints").mkdir(parents=True)
@@ -88,7 +90,7 @@ def test_resumed_run_keeps_the_scores_and_picks_the_same_best(runs: dict[str, An
 
 def test_keep_step_after_the_last_step_exits_2_and_leaves_no_run(tmp_path: Path,
                                                                   capsys: pytest.CaptureFixture[str]) -> None:
-    from litplug.cli import main
+    from litplug.testing import cli as main
     from litplug.testing import plugin_overrides
 
     config = tmp_path / "config.yaml"
@@ -113,12 +115,11 @@ def test_unknown_score_source_is_a_config_error(tmp_path: Path) -> None:
     ({"select_min_step": 3, "select_max_step": 2}, "select_max_step"),
 ])
 def test_bad_options_are_config_errors(options: dict[str, Any], key: str) -> None:
-    from litplug.config import load_config
-    from litplug.run import load_plugins
+    from litplug.api import load_config, plugin_manager
     from litplug.testing import plugin_overrides
 
     with pytest.raises(ConfigError, match=key):
-        load_plugins(load_config(None, plugin_overrides({"wise_ft": options})))
+        plugin_manager(load_config(None, plugin_overrides({"wise_ft": options})))
 
 
 def test_best_is_chosen_inside_the_early_window(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -128,7 +129,7 @@ def test_best_is_chosen_inside_the_early_window(tmp_path: Path, monkeypatch: pyt
     import litplug_wise_ft.keeper as keeper_mod
     from litplug_wise_ft.config import WiseFTConfig
 
-    from litplug.config import SourceConfig
+    from litplug.api import SourceSpec
 
     scripted = {0: 0.9, 10: 0.5, 20: 0.6, 30: 0.95, 40: 0.4}
     step_now = {"step": 0}
@@ -138,12 +139,13 @@ def test_best_is_chosen_inside_the_early_window(tmp_path: Path, monkeypatch: pyt
     exported: list[tuple[int, str]] = []
     cfg = WiseFTConfig(score_every_n_steps=10, score_k=[1, 4], select_metric="pass@4", select_min_step=10,
                        select_max_step=20)
-    keeper = keeper_mod.EarlyCheckpointKeeper(cfg, tmp_path)
+    config = SimpleNamespace(data=SimpleNamespace(seed=0), run=SimpleNamespace(seed=0, output_dir=tmp_path, name="run"))
+    keeper = keeper_mod.EarlyCheckpointKeeper(cfg, config)
     monkeypatch.setattr(keeper, "_export", lambda module, target: exported.append((step_now["step"], target.name)))
     trainer = SimpleNamespace(is_global_zero=True, loggers=[],
-                              datamodule=SimpleNamespace(sources=[SourceConfig(task="arithmetic")]))
-    module = SimpleNamespace(model=torch.nn.Linear(1, 1), tokenizer=None, pm=None,
-                             cfg=SimpleNamespace(data=SimpleNamespace(seed=0), run=SimpleNamespace(seed=0)))
+                              datamodule=SimpleNamespace(sources=[SourceSpec(task="arithmetic")]))
+    module = SimpleNamespace(model=torch.nn.Linear(1, 1), tokenizer=None, hooks=None, config=config)
+    monkeypatch.setattr(keeper_mod, "context", lambda pl_module: pl_module)  # the module stands in for its context
     for step in scripted:
         step_now["step"] = step
         keeper._at_step(trainer, module, step)  # type: ignore[arg-type]
@@ -151,5 +153,5 @@ def test_best_is_chosen_inside_the_early_window(tmp_path: Path, monkeypatch: pyt
     assert [h["step"] for h in keeper.history] == [0, 10, 20, 30, 40]
     assert keeper.best == {"step": 20, "metric": "pass@4", "value": 0.6}
     assert exported == [(10, "best"), (20, "best")]
-    saved = json.loads((tmp_path / "wise_ft" / "selection.json").read_text())
+    saved = json.loads((tmp_path / "run" / "wise_ft" / "selection.json").read_text())
     assert saved["best"]["step"] == 20 and len(saved["history"]) == 5

@@ -9,7 +9,7 @@ import torch
 from litplug_wise_ft.interpolate import interpolate_tensor
 from litplug_wise_ft.scoring import mlflow_key, rho_variance, score_samples
 
-from litplug.metrics import mean_pass_at_k
+from litplug.api import mean_pass_at_k
 
 
 def test_pass_at_2_bias_variance_identity() -> None:

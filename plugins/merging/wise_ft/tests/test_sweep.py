@@ -12,11 +12,8 @@ from litplug_wise_ft.scoring import score_model
 from litplug_wise_ft.sweep import parse_alphas, parse_ks
 from transformers import AutoModelForCausalLM
 
-from litplug.cli import main
-from litplug.data.tasks import get_task
-from litplug.errors import ConfigError
-from litplug.model import load_tokenizer
-from litplug.plugins import new_manager, register_all
+from litplug.api import ConfigError, get_task, load_config, load_tokenizer, plugin_manager
+from litplug.testing import cli as main
 
 SWEEP = ["--alphas", "0,0.5,1", "--eval", "arithmetic", "--n", "4", "--k", "1,2,4", "--num-examples", "6",
          "--batch-size", "3", "--seed", "7"]
@@ -41,13 +38,12 @@ def test_sweep_endpoints_score_like_the_endpoint_models(tmp_path: Path, model_pa
     assert [r["alpha"] for r in result["rows"]] == [0.0, 0.5, 1.0]
     assert (out / "sweep.png").stat().st_size > 0 and "| α |" in (out / "sweep.md").read_text()
     assert result["task_params"] == {"digits": 2}
-    pm = new_manager()
-    register_all(pm, {})
+    hooks = plugin_manager(load_config(None, []))  # the core's alone, as the sweep uses without a run config
     examples = get_task("arithmetic", {"digits": 2}).examples("test", 6, 1234)
     tokenizer = load_tokenizer(str(late))
     for row, folder in ((result["rows"][0], early), (result["rows"][-1], late)):
         model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True)
-        direct = score_model(model, tokenizer, pm, examples, 4, [1, 2, 4], 1.0, seed=7, batch_size=3)
+        direct = score_model(model, tokenizer, hooks, examples, 4, [1, 2, 4], 1.0, seed=7, batch_size=3)
         assert {k: row[k] for k in direct} == direct
     assert sorted(p.name for p in (out / "models").iterdir()) == ["alpha_0", "alpha_0.5", "alpha_1"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["early", "late", "sweep"]  # no temporary left

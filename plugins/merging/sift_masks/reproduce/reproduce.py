@@ -1,15 +1,15 @@
 """Reproduce SIFT-Masks at laptop scale (a script, not part of the plugin package).
 
-1. Pretrain one tiny base on the 16-variant mixture of ``examples/sift_pretrain.yaml``.
+1. Pretrain one tiny base on the 16-variant mixture of ``sift_pretrain.yaml`` (beside this script).
 2. Treat every variant as one data owner with a private set of 64 examples: finetune it alone from
-   that base with sign-fixed tuning (``examples/sift_task.yaml``) and add the run to a SIFT store.
+   that base with sign-fixed tuning (``sift_task.yaml``) and add the run to a SIFT store.
 3. Per task, exact-match accuracy on the task's own (held-in) examples of: the base, the individual finetune, the naive
    merge (theta_0 + tau_sum/|T|, i.e. task arithmetic), TIES on the same task vectors, and SIFT-Masks
    served weights theta_0 + (tau_sum * m_T)/|T|.
 4. Unlearn one task: check the store equals one built without it (exact, float64), and time the
    unlearning against rebuilding a TIES merge (and the whole store) without it.
 
-    OMP_NUM_THREADS=1 python plugins/merging/sift_masks/reproduce.py --out /tmp/sift_repro
+    OMP_NUM_THREADS=1 python plugins/merging/sift_masks/reproduce/reproduce.py --out /tmp/sift_repro
 
 Finished runs are reused when the script is started again with the same --out.
 """
@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import yaml
 
-REPO = Path(__file__).resolve().parents[3]
+HERE = Path(__file__).resolve().parent  # plugins/merging/sift_masks/reproduce: the two configs
 
 
 def sources_of(config: Path) -> list[dict[str, Any]]:
@@ -39,10 +39,9 @@ def train(config: Path, overrides: list[str], sift: bool) -> Path:
     """A finished run directory (reused if its export exists)."""
     from litplug_sift_masks.runs import train_task
 
-    from litplug import config as config_mod
-    from litplug import run as run_mod
+    from litplug.api import load_config, setup_run, to_yaml, train_run
 
-    cfg = config_mod.load_config(str(config), overrides)
+    cfg = load_config(str(config), overrides)
     run_dir = Path(cfg.run.output_dir) / cfg.run.name
     if (run_dir / "export" / "model.safetensors").is_file() and (run_dir / "config.yaml").is_file():
         return run_dir
@@ -51,9 +50,9 @@ def train(config: Path, overrides: list[str], sift: bool) -> Path:
     if sift:
         train_task(str(config), overrides)
     else:
-        run = run_mod.setup(str(config), overrides)
-        run_mod.train(run)
-        (run_dir / "config.yaml").write_text(config_mod.to_yaml(run.cfg))
+        run = setup_run(str(config), overrides)
+        train_run(run)
+        (run_dir / "config.yaml").write_text(to_yaml(run.cfg))
     (run_dir / "train_seconds.txt").write_text(f"{time.perf_counter() - started:.3f}\n")
     return run_dir
 
@@ -62,24 +61,24 @@ class Evaluator:
     """Exact match of greedy answers on a task's eval split (its config's), for any model of the base's shape."""
 
     def __init__(self, tokenizer_dir: Path, num_examples: int | None) -> None:
-        from litplug.model import load_tokenizer
-        from litplug.plugins import new_manager
+        from litplug.api import load_tokenizer
 
         self.tokenizer = load_tokenizer(str(tokenizer_dir))
-        self.pm = new_manager()
         self.num_examples = num_examples
+        self._hooks: dict[Path, Any] = {}  # per task config: the generation hooks of the plugins it enables
 
     def __call__(self, model_dir: Path, run_dir: Path) -> float:
         from transformers import AutoModelForCausalLM
 
-        from litplug.config import load_config
-        from litplug.data.datamodule import source_specs
-        from litplug.evaluate import evaluate_source
+        from litplug.api import evaluate_source, load_config, plugin_manager, source_specs
 
         extra = [f"eval.num_examples={self.num_examples}"] if self.num_examples else []
         cfg = load_config(str(run_dir / "config.yaml"), extra)
+        if run_dir not in self._hooks:
+            self._hooks[run_dir] = plugin_manager(cfg)
         model = AutoModelForCausalLM.from_pretrained(model_dir, local_files_only=True, dtype=torch.float32)
-        return float(evaluate_source(model, self.tokenizer, self.pm, source_specs(cfg)[0], cfg)["exact_match"])
+        spec = source_specs(cfg)[0]
+        return float(evaluate_source(model, self.tokenizer, self._hooks[run_dir], spec, cfg)["exact_match"])
 
 
 def timed(fn: Any, *args: Any, **kwargs: Any) -> tuple[Any, float]:
@@ -96,8 +95,8 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="/tmp/sift_repro")
-    parser.add_argument("--pretrain-config", default=str(REPO / "examples" / "sift_pretrain.yaml"))
-    parser.add_argument("--task-config", default=str(REPO / "examples" / "sift_task.yaml"))
+    parser.add_argument("--pretrain-config", default=str(HERE / "sift_pretrain.yaml"))
+    parser.add_argument("--task-config", default=str(HERE / "sift_task.yaml"))
     parser.add_argument("--unlearn", default=None, help="task to unlearn (default: the first)")
     parser.add_argument("--owner-examples", type=int, default=64, help="private training examples per task")
     parser.add_argument("--eval-examples", type=int, default=None, help="default: the task config's eval.num_examples")

@@ -1,7 +1,9 @@
 """Reproduce the WiSE-FT pass@k claim at laptop scale, with the exact commands a user would run.
 
-1. ``litplug train examples/wise_ft_pretrain.yaml`` (once): a tiny Llama that knows 2-digit addition.
-2. per seed, ``litplug train examples/wise_ft_finetune.yaml``: 100 epochs on 256 additions, keeping
+The configs lie beside this script (``plugins/merging/wise_ft/reproduce/``):
+
+1. ``litplug train wise_ft_pretrain.yaml`` (once): a tiny Llama that knows 2-digit addition.
+2. per seed, ``litplug train wise_ft_finetune.yaml``: 100 epochs on 256 additions, keeping
    the step with the best validation pass@16 (``wise_ft/best``).
 3. per seed, ``litplug merge wise-ft --alphas 0:1:0.1`` between that early checkpoint and the last one,
    on the validation split (to choose α) and on the test split (to report).
@@ -11,7 +13,7 @@ vote and greedy accuracy for the early model (α=0), the late model (α=1), α=0
 in advance) and the α chosen on validation pass@1 and on validation pass@16. Finished steps are
 skipped when re-run.
 
-    OMP_NUM_THREADS=1 python plugins/merging/wise_ft/scripts/reproduce.py --out /tmp/me/wise_ft --seeds 0 1 2
+    OMP_NUM_THREADS=1 python plugins/merging/wise_ft/reproduce/reproduce.py --out /tmp/me/wise_ft --seeds 0 1 2
 """
 
 from __future__ import annotations
@@ -24,8 +26,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[4]
-EXAMPLES = REPO / "examples"
+EXAMPLES = Path(__file__).resolve().parent  # plugins/merging/wise_ft/reproduce: the two stages' configs
 METRICS = ("pass@1", "pass@4", "pass@16", "majority_vote", "greedy", "var_rho")
 SPLIT_SIZES = {"validation": 128, "test": 200}
 

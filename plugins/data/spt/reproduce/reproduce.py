@@ -1,4 +1,4 @@
-"""Laptop-scale reproduction of "The Finetuner's Fallacy" with examples/spt_*.yaml.
+"""Laptop-scale reproduction of "The Finetuner's Fallacy" with the spt_*.yaml configs beside this script.
 
 Standard pretraining then finetuning (NPT+FT, delta = 0) against specialized pretraining at several
 deltas then finetuning (SPT+FT), same pretraining tokens, several seeds. Every pretraining run is
@@ -6,7 +6,7 @@ finetuned from its snapshots (the compute multiplier needs post-finetuning loss 
 tokens) and from its final export, at each finetuning LR; the LR is chosen per run by the held-out
 (validation) loss and the test split is reported. The law is fitted on the pretraining runs.
 
-    OMP_NUM_THREADS=1 python plugins/data/spt/scripts/reproduce.py --out /tmp/spt/repro
+    OMP_NUM_THREADS=1 python plugins/data/spt/reproduce/reproduce.py --out /tmp/spt/repro
 
 Re-running skips finished runs. Writes OUT/summary.json and OUT/summary.md.
 """
@@ -23,9 +23,9 @@ import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[4]
-PRETRAIN = REPO / "examples" / "spt_pretrain.yaml"
-FINETUNE = REPO / "examples" / "spt_finetune.yaml"
+HERE = Path(__file__).resolve().parent  # plugins/data/spt/reproduce
+PRETRAIN = HERE / "spt_pretrain.yaml"
+FINETUNE = HERE / "spt_finetune.yaml"
 
 
 def train(job: tuple[str, str, list[str]]) -> str:
@@ -35,12 +35,12 @@ def train(job: tuple[str, str, list[str]]) -> str:
     import torch
 
     torch.set_num_threads(1)
-    from litplug import run as run_mod
+    from litplug.api import setup_run, train_run
 
-    run = run_mod.setup(config, [f"run.name={name}", *overrides])
+    run = setup_run(config, [f"run.name={name}", *overrides])
     if (run.run_dir / "results.json").is_file():
         return name
-    run_mod.train(run)
+    train_run(run)
     return name
 
 

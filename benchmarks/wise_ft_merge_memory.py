@@ -6,7 +6,7 @@ Each method runs in a fresh child process (memory a previous method freed but th
 would hide the next one's peak); the child reports its peak RSS (VmHWM) minus its RSS before the
 merge, relative to one model's size, and the wall time relative to the naive merge. Linux only.
 
-    OMP_NUM_THREADS=1 python plugins/merging/wise_ft/benchmarks/merge_memory.py --mb 256
+    OMP_NUM_THREADS=1 python benchmarks/wise_ft_merge_memory.py --mb 256
 """
 
 from __future__ import annotations
