@@ -44,13 +44,13 @@ class NaiveFSP:
         self.tau = tau
 
     @litplug.hookimpl
-    def extra_losses(self, module, batch, hidden):
+    def extra_losses(self, ctx, batch, hidden):
         import torch
         import torch.nn.functional as F
         from litplug_fsp.windows import future_bags
 
         bags, valid = future_bags(batch["labels"], self.tau)
-        logits = module.model.get_output_embeddings()(module.aux["fsp"](hidden))
+        logits = ctx.model.get_output_embeddings()(ctx.aux["fsp"](hidden))
         target = torch.zeros_like(logits)
         target.scatter_(2, bags.clamp(min=0), (bags >= 0).to(logits.dtype))
         loss = F.binary_cross_entropy_with_logits(logits, target, reduction="none").mean(-1)

@@ -1,4 +1,5 @@
-"""The ``liger`` plugin: the exclusive ``lm_loss`` hook and kernel patching in ``configure_model``."""
+"""The ``liger`` plugin: the exclusive ``lm_loss`` hook, kernel patching in ``configure_model``, and the
+``strict`` check in ``check_config``."""
 
 from __future__ import annotations
 
@@ -10,9 +11,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 from transformers import PreTrainedModel
 
-from litplug import hookimpl
-from litplug.errors import ConfigError
-from litplug.head import OutputHead, head_transform
+from litplug.api import ConfigError, OutputHead, head_transform, hookimpl
 from litplug_liger import backend
 from litplug_liger.chunked_ce import IGNORE_INDEX, chunked_linear_cross_entropy
 from litplug_liger.config import LigerConfig
@@ -34,11 +33,17 @@ class LigerPlugin:
 
     config_class = LigerConfig
     litplug_requires = ">=0.1,<0.2"
+    conformance = ({"config": {"chunk_rows": 4}, "overrides": ()},)  # several chunks even on the tiny batches
 
     def __init__(self, config: LigerConfig) -> None:
         self.config = config
         self.fused_loss: Callable[..., torch.Tensor] | None = None  # Liger's kernel, once CUDA is confirmed
-        if config.strict and (problem := backend.cuda_problem()):
+
+    @hookimpl
+    def check_config(self, config: DictConfig) -> None:
+        """``strict``: refuse to start (also in ``litplug config``) unless Liger's CUDA kernels can run on this
+        machine; ``configure_model`` then checks ``trainer.accelerator``."""
+        if self.config.strict and (problem := backend.cuda_problem()):
             raise _strict_error(problem)  # before the run directory exists
 
     @hookimpl

@@ -3,8 +3,10 @@ start-up errors and warnings say what is wrong."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
+import textwrap
 import types
 from pathlib import Path
 from typing import Any
@@ -15,25 +17,23 @@ from litplug_liger import backend
 from litplug_liger.config import LigerConfig
 from litplug_liger.patching import patch_model
 from litplug_liger.plugin import LigerPlugin
-from omegaconf import OmegaConf
 
-from litplug import hookimpl
-from litplug.cli import main
-from litplug.config import load_config
-from litplug.defaults import CorePlugin
-from litplug.errors import ConfigError, PluginError
-from litplug.head import OutputHead
-from litplug.module import LitplugModule
-from litplug.plugins import PluginRecord, check_order, implemented_hooks, new_manager, register_all
-from litplug.testing import PluginConformance
+from litplug.api import ConfigError, OutputHead, PluginError, context, hookimpl, load_config, plugin_manager
+from litplug.testing import cli, step_context, tiny_config
 
 TOL = {"rtol": 1e-5, "atol": 1e-5}
 EXAMPLE = Path(__file__).parents[4] / "examples" / "kernels.yaml"
+# The conformance settings are LigerPlugin.conformance (run by litplug's harness).
 
 
-class TestConformance(PluginConformance):
-    plugin = "liger"
-    config = {"chunk_rows": 4}  # several chunks even on the tiny test batches
+@functools.cache
+def _core_hooks() -> Any:
+    """The hooks of a run without plugins: the core's own lm_loss (plain cross-entropy of the logits)."""
+    return plugin_manager(tiny_config()).hook
+
+
+def core_lm_loss(hidden: torch.Tensor, head: OutputHead, labels: torch.Tensor) -> torch.Tensor:
+    return _core_hooks().lm_loss(hidden=hidden, head=head, labels=labels, ctx=None)
 
 
 def _loss_and_grads(loss_fn: Any, hidden: torch.Tensor, head: OutputHead, labels: torch.Tensor) -> list:
@@ -59,7 +59,7 @@ def test_fallback_loss_and_grads_equal_plain_cross_entropy(chunk_rows: int | Non
     labels[1, :5] = -100  # a prompt without loss
     plugin = LigerPlugin(LigerConfig(chunk_rows=chunk_rows))
     fused = _loss_and_grads(plugin.lm_loss, hidden, head, labels)
-    plain = _loss_and_grads(CorePlugin().lm_loss, hidden, head, labels)
+    plain = _loss_and_grads(core_lm_loss, hidden, head, labels)
     for got, want in zip(fused, plain, strict=True):
         torch.testing.assert_close(got, want, **TOL)
 
@@ -96,7 +96,7 @@ def test_fallback_peak_memory_is_below_plain_at_32k_vocab() -> None:
     def step(loss_fn: Any) -> int:
         return _profiled_peak_bytes(lambda: _loss_and_grads(loss_fn, hidden, head, labels))
 
-    plain = step(CorePlugin().lm_loss)
+    plain = step(core_lm_loss)
     fused = step(LigerPlugin(LigerConfig()).lm_loss)  # default chunks: H = 64 rows
     assert plain >= logits_bytes  # the plain path holds at least the full fp32 logits
     assert fused < 0.5 * plain, f"fallback peak {fused / 2**20:.1f} MiB vs plain {plain / 2**20:.1f} MiB"
@@ -110,16 +110,14 @@ class _AuxHead:
         self.head = head
 
     @hookimpl
-    def extra_losses(self, module: LitplugModule, batch: dict, hidden: torch.Tensor) -> dict:
+    def extra_losses(self, ctx: Any, batch: dict, hidden: torch.Tensor) -> dict:
         return {"aux": self.head(hidden).pow(2).mean()}
 
 
 def _model_step(plugins: dict[str, Any], model: Any, tokenizer: Any, batch: dict) -> dict[str, torch.Tensor]:
-    pm = new_manager()
-    register_all(pm, plugins)
-    module = LitplugModule(OmegaConf.create({}), model, tokenizer, pm)
+    ctx = step_context(model, tokenizer, "train", plugins=plugins)
     model.zero_grad()
-    terms = module.compute_losses({k: v.clone() for k, v in batch.items()}, "train")
+    terms = ctx.losses({k: v.clone() for k, v in batch.items()}, "train")
     terms["loss"].backward()
     return {"lm": terms["lm"].detach(), "aux": terms["aux"].detach(),
             **{n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}}
@@ -149,7 +147,7 @@ def test_cpu_run_logs_one_fallback_line(tiny_model: Any, caplog: pytest.LogCaptu
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only behaviour")
 def test_strict_without_cuda_exits_2_before_touching_the_run_dir(tmp_path: Path,
                                                                   capsys: pytest.CaptureFixture) -> None:
-    code = main(["train", f"run.output_dir={tmp_path}", "plugins.liger={strict: true}", "tracking.enabled=false"])
+    code = cli(["train", f"run.output_dir={tmp_path}", "plugins.liger={strict: true}", "tracking.enabled=false"])
     assert code == 2
     err = capsys.readouterr().err
     assert "plugins.liger.strict" in err and "CUDA is not available" in err
@@ -162,12 +160,21 @@ def test_strict_with_a_cpu_accelerator_is_a_config_error(tiny_model: Any, monkey
     monkeypatch.setitem(sys.modules, "liger_kernel", types.ModuleType("liger_kernel"))
     monkeypatch.setitem(sys.modules, "liger_kernel.transformers", types.ModuleType("liger_kernel.transformers"))
     plugin = LigerPlugin(LigerConfig(strict=True))
+    cpu = load_config(None, ["trainer.accelerator=cpu"])
+    plugin.check_config(config=cpu)  # the machine has CUDA (here: pretends to); the accelerator is checked next
     with pytest.raises(ConfigError, match="plugins.liger.strict.*trainer.accelerator is 'cpu'"):
-        plugin.configure_model(model=tiny_model, config=load_config(None, ["trainer.accelerator=cpu"]))
+        plugin.configure_model(model=tiny_model, config=cpu)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only behaviour")
+def test_strict_without_cuda_is_refused_by_litplug_config(capsys: pytest.CaptureFixture) -> None:
+    assert cli(["config", "plugins.liger={strict: true}"]) == 2
+    err = capsys.readouterr().err
+    assert "plugins.liger.strict" in err and "CUDA is not available" in err
 
 
 def test_bad_chunk_rows_is_a_config_error() -> None:
-    code = main(["config", "plugins.liger={chunk_rows: 0}"])
+    code = cli(["config", "plugins.liger={chunk_rows: 0}"])
     assert code == 2
 
 
@@ -208,30 +215,51 @@ def test_unsupported_architecture_warns_by_name_and_leaves_model_alone(tiny_mode
     assert all(torch.equal(v, tiny_model.state_dict()[k]) for k, v in before.items())
 
 
-class _OtherLoss:
-    """A second plugin claiming the exclusive lm_loss hook."""
+OTHER_LOSS = """
+from litplug.api import hookimpl
 
+class Plugin:  # a second plugin claiming the exclusive lm_loss hook
     @hookimpl
-    def lm_loss(self, hidden: torch.Tensor, head: OutputHead, labels: torch.Tensor) -> torch.Tensor:
+    def lm_loss(self, hidden, head, labels):
         return hidden.sum()
+"""
+AUX_HEAD = """
+from litplug.api import hookimpl
+
+class Plugin:  # a loss from the hidden states, not the LM loss
+    @hookimpl
+    def extra_losses(self, hidden):
+        return {"aux": hidden.pow(2).mean()}
+"""
 
 
-def _record(name: str, obj: Any) -> PluginRecord:
-    return PluginRecord(name=name, distribution=f"litplug-{name}", version="0.1.0", hooks=implemented_hooks(obj),
-                        obj=obj)
+def _install_plugin(site: Path, name: str, source: str) -> str:
+    """A plugin module plus a ``*.dist-info`` with its entry point, found as a pip-installed one would be."""
+    module = f"liger_test_{name}"
+    (site / f"{module}.py").write_text(textwrap.dedent(source))
+    info = site / f"litplug_{name}-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: litplug-{name}\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(f"[litplug.plugins]\n{name} = {module}:Plugin\n")
+    return module
 
 
-def test_liger_and_another_lm_loss_plugin_is_a_startup_error() -> None:
-    assert "lm_loss" in implemented_hooks(LigerPlugin)
-    records = {"liger": _record("liger", LigerPlugin), "other_loss": _record("other_loss", _OtherLoss)}
-    with pytest.raises(PluginError, match="'liger' and 'other_loss' both implement the exclusive hook 'lm_loss'"):
-        check_order(records)
-    check_order({"liger": records["liger"], "aux": _record("aux", _AuxHead)})  # a non-loss plugin is fine
+def test_liger_and_another_lm_loss_plugin_is_a_startup_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delenv("LITPLUG_PLUGINS", raising=False)
+    modules = [_install_plugin(tmp_path, "other_loss", OTHER_LOSS), _install_plugin(tmp_path, "aux_head", AUX_HEAD)]
+    try:
+        with pytest.raises(PluginError, match="'liger' and 'other_loss' both implement the exclusive hook 'lm_loss'"):
+            plugin_manager(load_config(None, ["plugins.liger={}", "plugins.other_loss={}"]))
+        plugin_manager(load_config(None, ["plugins.liger={}", "plugins.aux_head={}"]))  # a non-loss plugin is fine
+    finally:
+        for module in modules:
+            sys.modules.pop(module, None)
 
 
 def test_example_config_runs_end_to_end_on_cpu(litplug_run: Any) -> None:
     pytest.importorskip("litplug_xformers")
     run = litplug_run(config_path=str(EXAMPLE), overrides=["data.seq_len=32"])  # byte tokens: longer rows
     assert run.results["global_step"] == 4
-    assert set(run.cfg.plugins) == {"liger", "xformers"}
+    assert set(context(run.module).config.plugins) == {"liger", "xformers"}
     assert torch.isfinite(torch.tensor(run.results["metrics"]["train/loss"]))

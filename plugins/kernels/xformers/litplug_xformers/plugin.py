@@ -7,8 +7,7 @@ import logging
 from omegaconf import DictConfig
 from transformers import PreTrainedModel
 
-from litplug import hookimpl
-from litplug.errors import ConfigError
+from litplug.api import ConfigError, hookimpl
 from litplug_xformers import attention, backend
 from litplug_xformers.config import XformersConfig
 
@@ -42,10 +41,16 @@ class XformersPlugin:
 
     config_class = XformersConfig
     litplug_requires = ">=0.1,<0.2"
+    conformance = ({"config": {}, "overrides": ()},)
 
     def __init__(self, config: XformersConfig) -> None:
         self.config = config
-        if config.strict and (problem := backend.cuda_problem()):
+
+    @hookimpl
+    def check_config(self, config: DictConfig) -> None:
+        """``strict``: refuse to start (also in ``litplug config``) unless xformers' CUDA kernel can run on this
+        machine; ``configure_model`` then checks ``trainer.accelerator``."""
+        if self.config.strict and (problem := backend.cuda_problem()):
             raise _strict_error(problem)  # before the run directory exists
 
     @hookimpl

@@ -16,16 +16,11 @@ from litplug_xformers.plugin import XformersPlugin
 from transformers import LlamaConfig, LlamaForCausalLM
 from transformers.models.llama.modeling_llama import eager_attention_forward
 
-from litplug.cli import main
-from litplug.config import load_config
-from litplug.testing import PluginConformance
+from litplug.api import ConfigError, load_config
+from litplug.testing import cli
 
 TOL = {"rtol": 1e-5, "atol": 1e-5}
-
-
-class TestConformance(PluginConformance):
-    plugin = "xformers"
-    config: dict = {}
+# The conformance settings are XformersPlugin.conformance (run by litplug's harness).
 
 
 @pytest.fixture
@@ -51,8 +46,9 @@ def _gqa_llama() -> LlamaForCausalLM:
 
 
 def _plugin_model(model: LlamaForCausalLM) -> None:
+    """The plugin's configure_model on a CPU run; a forward pass then goes through the registered function
+    (tests count its SDPA fallback calls with ``sdpa_calls``)."""
     XformersPlugin(XformersConfig()).configure_model(model=model, config=load_config(None, ["trainer.accelerator=cpu"]))
-    assert model.config._attn_implementation == "xformers"
 
 
 @pytest.mark.parametrize("padded", [False, True])
@@ -141,17 +137,37 @@ def test_cpu_tensors_never_reach_the_kernel(sdpa_calls: list[int]) -> None:
     assert out.shape == (1, 5, 2, 8) and sdpa_calls == [1]
 
 
-def test_cpu_run_logs_one_fallback_line(caplog: pytest.LogCaptureFixture) -> None:
+def test_cpu_run_logs_one_fallback_line(caplog: pytest.LogCaptureFixture, sdpa_calls: list[int]) -> None:
+    model = _gqa_llama()
     with caplog.at_level(logging.WARNING, logger="litplug.xformers"):
-        _plugin_model(_gqa_llama())
+        _plugin_model(model)
     lines = [r.getMessage() for r in caplog.records if r.name == "litplug.xformers"]
     assert len(lines) == 1 and "trainer.accelerator is 'cpu'" in lines[0] and "SDPA" in lines[0]
+    model(torch.randint(0, 61, (1, 5)))
+    assert len(sdpa_calls) == model.config.num_hidden_layers  # the attention is the plugin's function
+
+
+def test_strict_is_checked_at_start_up_by_check_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    from litplug_xformers import backend
+
+    monkeypatch.setattr(backend, "cuda_problem", lambda accelerator="auto": "no kernel on this test machine")
+    config = load_config(None, [])
+    with pytest.raises(ConfigError, match="plugins.xformers.strict.*no kernel on this test machine"):
+        XformersPlugin(XformersConfig(strict=True)).check_config(config=config)
+    XformersPlugin(XformersConfig()).check_config(config=config)  # not strict: the SDPA fallback is fine
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only behaviour")
+def test_strict_without_cuda_is_refused_by_litplug_config(capsys: pytest.CaptureFixture) -> None:
+    assert cli(["config", "plugins.xformers={strict: true}"]) == 2
+    err = capsys.readouterr().err
+    assert "plugins.xformers.strict" in err and "CUDA is not available" in err
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only behaviour")
 def test_strict_without_cuda_exits_2_before_touching_the_run_dir(tmp_path: Path,
                                                                   capsys: pytest.CaptureFixture) -> None:
-    code = main(["train", f"run.output_dir={tmp_path}", "plugins.xformers={strict: true}", "tracking.enabled=false"])
+    code = cli(["train", f"run.output_dir={tmp_path}", "plugins.xformers={strict: true}", "tracking.enabled=false"])
     assert code == 2
     err = capsys.readouterr().err
     assert "plugins.xformers.strict" in err and "CUDA is not available" in err
@@ -160,7 +176,6 @@ def test_strict_without_cuda_exits_2_before_touching_the_run_dir(tmp_path: Path,
 
 def test_training_run_uses_the_registered_attention(litplug_run: Any, sdpa_calls: list[int]) -> None:
     run = litplug_run({"xformers": {}}, ["trainer.max_steps=1", "trainer.checkpoint_every_n_steps=1"])
-    assert run.module.model.config._attn_implementation == "xformers"
     assert sdpa_calls  # the backbone's attention went through the plugin's function
     assert "xformers" not in (run.export_dir / "config.json").read_text()  # the export is plain HF
 
@@ -175,7 +190,7 @@ def test_unsupported_attention_is_refused_at_startup_naming_the_feature(
 
     from litplug.testing import TINY_OVERRIDES
 
-    code = main(["train", *TINY_OVERRIDES, f"run.output_dir={tmp_path}", f"model.architecture={architecture}",
+    code = cli(["train", *TINY_OVERRIDES, f"run.output_dir={tmp_path}", f"model.architecture={architecture}",
                  f"model.extra={json.dumps(extra)}", "plugins.xformers={}"])
     err = capsys.readouterr().err
     assert code == 2, err

@@ -1,14 +1,14 @@
 """Checks of ``plugins.fsp`` against the rest of the run config (the sequence length).
 
-litplug has no hook for config validation yet, so the plugin runs these from
-``configure_tokenizer``: the first hook of a run, called before the run directory is created.
+The plugin runs these from its ``check_config`` hook: at the start of every run (before the run
+directory is created) and in ``litplug config``.
 """
 
 from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from litplug.errors import ConfigError
+from litplug.api import ConfigError
 from litplug_fsp.config import FSPConfig
 
 

@@ -116,7 +116,7 @@ def chunked_linear_loss(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.
                         scale: float = 1.0, chunk_elements: int = 8_388_608, logit_scale: float = 1.0,
                         softcap: float | None = None) -> torch.Tensor:
     """``scale * sum over rows of kernel(z)`` with ``z = softcap(logit_scale * (hidden @ weight.T + bias))``
-    (the model's own output head, :class:`litplug.head.OutputHead`), with exact gradients for
+    (the model's own output head, :class:`litplug.api.OutputHead`), with exact gradients for
     ``hidden``, ``weight`` and ``bias``, holding at most ``chunk_elements`` logits at a time.
 
     :param hidden: [N, H] rows (positions) that have a target.

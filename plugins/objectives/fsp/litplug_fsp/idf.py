@@ -12,8 +12,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from transformers import PreTrainedTokenizerBase
 
-from litplug.data.prepare import build_rows
-from litplug.data.sources import read_examples, source_name
+from litplug.api import build_rows, read_examples, source_name
 
 
 def row_document_frequency(rows: np.ndarray, vocab_size: int) -> np.ndarray:

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from litplug.head import OutputHead
+from litplug.api import OutputHead
 from litplug_fsp.chunked import BagBCE, CrossEntropy, chunked_linear_loss
 from litplug_fsp.reverse import IGNORE, future_summary_targets, reverse_batch, sequence_lengths
 from litplug_fsp.windows import future_bags

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from litplug.errors import ConfigError
+from litplug.api import ConfigError
 
 IGNORE = -100
 DIRECTION_KEY = "litplug_fsp_direction"  # written into an exported reverse LM's config.json

@@ -10,7 +10,7 @@ from litplug_fsp.idf import row_document_frequency
 from litplug_fsp.objectives import fsp_bce_loss, mtp_loss, sample_positions
 from litplug_fsp.windows import future_bags
 
-from litplug.head import OutputHead
+from litplug.api import OutputHead
 
 IGNORE = -100
 
@@ -195,10 +195,9 @@ def test_idf_counts_rows_not_occurrences() -> None:
 def test_idf_weights_of_a_run_favour_rare_tokens(tiny_tokenizer) -> None:
     from litplug_fsp.idf import idf_weights
 
-    from litplug.config import load_config
-    from litplug.testing import TINY_OVERRIDES
+    from litplug.testing import tiny_config
 
-    weights = idf_weights(load_config(None, TINY_OVERRIDES), tiny_tokenizer, len(tiny_tokenizer))
+    weights = idf_weights(tiny_config(), tiny_tokenizer, len(tiny_tokenizer))
     vocab = tiny_tokenizer.get_vocab()
     assert weights.mean().item() == pytest.approx(1.0)
     assert weights[vocab["="]] == weights.min()  # in every row

@@ -14,15 +14,10 @@ from litplug_fsp.reverse import DIRECTION_KEY
 from safetensors import safe_open
 from transformers import AutoModelForCausalLM
 
-from litplug.cli import main
-from litplug.generate import generate
-from litplug.head import OutputHead
-from litplug.testing import TINY_OVERRIDES, PluginConformance, run_training
+from litplug.api import OutputHead, context, generate
+from litplug.testing import TINY_OVERRIDES, PluginConformance, cli, run_training
 
-
-class TestConformance(PluginConformance):
-    plugin = "fsp"
-    config = {"objective": "bce", "tau": 4, "positions_per_sequence": 3}
+# The plain FSP-BCE conformance settings are FSPPlugin.conformance (run by litplug's harness).
 
 
 class TestConformanceRevLM(PluginConformance):
@@ -65,7 +60,7 @@ def test_aux_weight_zero_is_bit_identical_to_no_plugin(litplug_run) -> None:
     for run in (plain, zero):
         run.module.train()
         run.module.zero_grad()
-        terms = run.module.compute_losses(dict(batch), "train")
+        terms = context(run.module).losses(dict(batch), "train")
         terms["loss"].backward()
         grads.append((terms["loss"], trunk_grads(run.module)))
     assert "fsp_bce" in terms
@@ -106,14 +101,14 @@ def test_export_is_a_plain_lm_that_generates_like_the_trunk(litplug_run) -> None
     assert exported == set(run.module.model.state_dict())  # no auxiliary head in the export
     reloaded = AutoModelForCausalLM.from_pretrained(run.export_dir, local_files_only=True)
     prompts = ["1 2 + 3 4 =", "9 9 + 0 1 =", "5 + 7 ="]
-    pm = run.module.pm
-    ours = generate(run.module.model, run.tokenizer, prompts, pm, max_new_tokens=6)
-    theirs = generate(reloaded, run.tokenizer, prompts, pm, max_new_tokens=6)
+    hooks = context(run.module).hooks
+    ours = generate(run.module.model, run.tokenizer, prompts, hooks, max_new_tokens=6)
+    theirs = generate(reloaded, run.tokenizer, prompts, hooks, max_new_tokens=6)
     assert ours == theirs
 
 
 def cli_train(tmp_path: Path, cache: Path, *overrides: str) -> int:
-    return main(["train", *TINY_OVERRIDES, f"run.output_dir={tmp_path}", f"data.cache_dir={cache}", *overrides])
+    return cli(["train", *TINY_OVERRIDES, f"run.output_dir={tmp_path}", f"data.cache_dir={cache}", *overrides])
 
 
 @pytest.mark.parametrize("options,message", [
@@ -128,6 +123,12 @@ def test_bad_options_exit_2_with_a_message(tmp_path, litplug_data_cache, capsys,
     assert cli_train(tmp_path, litplug_data_cache, f"plugins.fsp={options}") == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_litplug_config_refuses_a_window_as_long_as_the_rows(capsys) -> None:
+    """The sequence-length check is the plugin's check_config hook: `litplug config` runs it too."""
+    assert cli(["config", *TINY_OVERRIDES, "plugins.fsp={tau: 16}"]) == 2
+    assert "must be smaller than data.seq_len" in capsys.readouterr().err
 
 
 def test_teacher_with_another_vocabulary_exits_2(tmp_path, litplug_data_cache, capsys) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from transformers import LogitsProcessor, PreTrainedModel, PreTrainedTokenizerBase
 
-import litplug
+from litplug.api import StepContext, hookimpl
 from litplug_pause.config import PauseConfig
 from litplug_pause.finetune import append_pauses
 from litplug_pause.generation import append_to_prompts, never_emit
@@ -26,6 +26,8 @@ class PausePlugin:
 
     config_class = PauseConfig
     litplug_requires = ">=0.1,<0.2"
+    # the settings the conformance harness trains it with: pauses inserted during (pre)training
+    conformance = ({"config": {"mode": "pretrain", "pretrain_fraction": 0.2, "num_pauses": 2}, "overrides": ()},)
 
     def __init__(self, config: PauseConfig) -> None:
         self.config = config
@@ -36,43 +38,43 @@ class PausePlugin:
         return tokenizer.convert_tokens_to_ids(self.config.token)
 
     # -- setup --------------------------------------------------------------------------------------
-    @litplug.hookimpl
+    @hookimpl
     def configure_tokenizer(self, tokenizer: PreTrainedTokenizerBase) -> None:
         add_pause_token(tokenizer, self.config.token)
 
-    @litplug.hookimpl
+    @hookimpl
     def configure_model(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> None:
         ensure_embedding_row(model, tokenizer, self.pause_id(tokenizer))
 
     # -- training step ------------------------------------------------------------------------------
-    @litplug.hookimpl
-    def transform_batch(self, batch: dict[str, torch.Tensor], stage: str, module: Any) -> None:
-        tokenizer = module.tokenizer
+    @hookimpl
+    def transform_batch(self, batch: dict[str, torch.Tensor], stage: str, ctx: StepContext) -> None:
+        tokenizer = ctx.tokenizer
         pause_id, pad_id = self.pause_id(tokenizer), tokenizer.pad_token_id
         if self.config.mode == "finetune":
             append_pauses(batch, pause_id, pad_id, self.config.num_pauses)
             return
         rows, width = batch["input_ids"].shape
         slots = pause_slots(rows, width, self.config.pretrain_fraction, self.config.pretrain_sampling,
-                            self._generator(stage, module))
+                            self._generator(stage, ctx))
         insert_pauses(batch, pause_id, pad_id, slots)
 
-    def _generator(self, stage: str, module: Any) -> torch.Generator:
+    def _generator(self, stage: str, ctx: StepContext) -> torch.Generator:
         """Pause positions depend only on (seed, rank, step, micro-batch), so a resumed run draws the
         same ones; validation reuses one pattern at every evaluation so its losses are comparable."""
-        key = (stage, module.global_step)
+        key = (stage, ctx.global_step)
         self._batch_index = self._batch_index + 1 if key == self._batch_key else 0
         self._batch_key = key
-        step = module.global_step if stage == "train" else -1
-        seed = _seed(module.cfg.run.seed, module.global_rank, stage, step, self._batch_index)
+        step = ctx.global_step if stage == "train" else -1
+        seed = _seed(ctx.config.run.seed, ctx.rank, stage, step, self._batch_index)
         return torch.Generator().manual_seed(seed)
 
     # -- generation ---------------------------------------------------------------------------------
-    @litplug.hookimpl
+    @hookimpl
     def prepare_generation(self, prompts: list[list[int]], tokenizer: PreTrainedTokenizerBase) -> None:
         append_to_prompts(prompts, self.pause_id(tokenizer), self.config.generation_pauses)
 
-    @litplug.hookimpl
+    @hookimpl
     def logits_processors(self, tokenizer: PreTrainedTokenizerBase) -> list[LogitsProcessor]:
         return [never_emit(self.pause_id(tokenizer))]
 

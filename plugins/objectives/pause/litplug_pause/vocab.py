@@ -5,7 +5,7 @@ from __future__ import annotations
 from tokenizers import AddedToken
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from litplug.errors import ConfigError
+from litplug.api import ConfigError
 
 _NAMED_SPECIALS = ("bos_token", "eos_token", "unk_token", "pad_token", "sep_token", "cls_token", "mask_token")
 

@@ -23,8 +23,7 @@ def pause_tokenizer(tiny_tokenizer: Any) -> Any:
 def pause_model(pause_tokenizer: Any) -> Any:
     from omegaconf import OmegaConf
 
-    from litplug.config import ModelConfig
-    from litplug.model import build_model
+    from litplug.api import ModelConfig, build_model
 
     torch.manual_seed(0)
     cfg = OmegaConf.merge(OmegaConf.structured(ModelConfig), {"hidden_size": 32, "num_attention_heads": 2,
@@ -33,12 +32,13 @@ def pause_model(pause_tokenizer: Any) -> Any:
 
 
 @pytest.fixture
-def fake_module() -> Any:
-    """``fake_module(tokenizer, step=0, seed=0)``: the attributes of LitplugModule that transform_batch reads."""
+def fake_ctx() -> Any:
+    """``fake_ctx(tokenizer, step=0, seed=0)``: the parts of the StepContext that transform_batch reads, at
+    any step (``litplug.testing.step_context`` is always at step 0, outside a trainer)."""
 
     def make(tokenizer: Any, step: int = 0, seed: int = 0) -> Any:
-        return SimpleNamespace(tokenizer=tokenizer, global_step=step, global_rank=0,
-                               cfg=SimpleNamespace(run=SimpleNamespace(seed=seed)))
+        return SimpleNamespace(tokenizer=tokenizer, global_step=step, rank=0,
+                               config=SimpleNamespace(run=SimpleNamespace(seed=seed)))
 
     return make
 

@@ -7,18 +7,22 @@ from typing import Any
 
 import pytest
 import torch
-from litplug_pause import PauseConfig, PausePlugin
+from litplug_pause import PauseConfig
 
-from litplug import plugins as plugins_mod
-from litplug.generate import encode_prompts, generate
+from litplug.api import encode_prompts, generate, plugin_manager
+from litplug.testing import tiny_config
 
 PROMPTS = ["1 2 + 3 4 =", "5 + 7 =", "9 9 + 1 0 =", "3 + 4 4 ="]  # different lengths: left padding
 
 
 def manager(**options: Any) -> Any:
-    pm = plugins_mod.new_manager()
-    plugins_mod.register_all(pm, {"pause": PausePlugin(PauseConfig(**options))} if options is not None else {})
-    return pm
+    """The hooks of a run with ``plugins.pause`` set to ``options``."""
+    PauseConfig(**options)  # the options are real ones
+    return plugin_manager(tiny_config(plugins={"pause": options}))
+
+
+def no_plugins() -> Any:
+    return plugin_manager(tiny_config())
 
 
 def recorded_generate(model: Any, monkeypatch: pytest.MonkeyPatch) -> list[torch.Tensor]:
@@ -37,7 +41,7 @@ def recorded_generate(model: Any, monkeypatch: pytest.MonkeyPatch) -> list[torch
 
 def test_prompts_get_m_pauses_and_m0_is_the_standard_prompt(pause_tokenizer: Any) -> None:
     pause_id = pause_tokenizer.convert_tokens_to_ids("<pause>")
-    standard = encode_prompts(pause_tokenizer, PROMPTS, plugins_mod.new_manager())
+    standard = encode_prompts(pause_tokenizer, PROMPTS, no_plugins())
     with_pauses = encode_prompts(pause_tokenizer, PROMPTS, manager(num_pauses=3))
     assert with_pauses == [ids + [pause_id] * 3 for ids in standard]
     assert encode_prompts(pause_tokenizer, PROMPTS, manager(num_pauses=3, inference_pauses=1)) == [
@@ -52,7 +56,7 @@ def test_generated_ids_never_contain_the_pause(pause_tokenizer: Any, pause_model
     bump[pause_id] = 100.0  # make the pause the model's favourite token everywhere
     pause_model.get_output_embeddings().register_forward_hook(lambda module, args, out: out + bump)
     outputs = recorded_generate(pause_model, monkeypatch)
-    generate(pause_model, pause_tokenizer, PROMPTS, plugins_mod.new_manager(), max_new_tokens=6)
+    generate(pause_model, pause_tokenizer, PROMPTS, no_plugins(), max_new_tokens=6)
     assert (outputs[0] == pause_id).float().mean() > 0.5  # without the plugin the pause is emitted
     texts = generate(pause_model, pause_tokenizer, PROMPTS, manager(num_pauses=2), max_new_tokens=6)
     assert not (outputs[1] == pause_id).any()

@@ -11,14 +11,10 @@ import torch
 from litplug_pause import PauseConfig, PausePlugin
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from litplug import cli
-from litplug.errors import ConfigError
-from litplug.testing import TINY_OVERRIDES, PluginConformance, state_equal
+from litplug.api import ConfigError
+from litplug.testing import TINY_OVERRIDES, cli, state_equal
 
-
-class TestConformance(PluginConformance):
-    plugin = "pause"
-    config = {"mode": "pretrain", "pretrain_fraction": 0.2, "num_pauses": 2}
+# The conformance settings are PausePlugin.conformance (run by litplug's harness).
 
 
 def from_export(run: Any) -> list[str]:
@@ -43,8 +39,7 @@ def test_vocabulary_grows_by_exactly_one(tiny_tokenizer: Any, pause_pretrained: 
 def test_loaded_model_gets_a_pause_row(tied: bool, tiny_tokenizer: Any, tmp_path: Path) -> None:
     from omegaconf import OmegaConf
 
-    from litplug.config import ModelConfig
-    from litplug.model import build_model
+    from litplug.api import ModelConfig, build_model
 
     cfg = OmegaConf.merge(OmegaConf.structured(ModelConfig), {"hidden_size": 16, "num_attention_heads": 2,
                                                               "intermediate_size": 32, "tie_word_embeddings": tied})
@@ -86,11 +81,11 @@ def test_export_reloads_and_generates_with_pauses_through_litplug(pause_pretrain
     assert model.get_input_embeddings().num_embeddings == len(tokenizer)
 
     run_dir = str(pause_pretrained.run_dir)
-    assert cli.main(["generate", run_dir, "--prompt", "1 2 + 3 4 =", "--max-new-tokens", "4"]) == 0
+    assert cli(["generate", run_dir, "--prompt", "1 2 + 3 4 =", "--max-new-tokens", "4"]) == 0
     line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert line["prompt"] == "1 2 + 3 4 =" and "<pause>" not in line["completion"]
     out = tmp_path / "eval.json"
-    assert cli.main(["eval", run_dir, "plugins.pause.inference_pauses=1", "--out", str(out)]) == 0
+    assert cli(["eval", run_dir, "plugins.pause.inference_pauses=1", "--out", str(out)]) == 0
     assert json.loads(out.read_text())["arithmetic"]["num_examples"] == 4
 
 
@@ -103,7 +98,7 @@ def test_export_reloads_and_generates_with_pauses_through_litplug(pause_pretrain
 ])
 def test_bad_options_exit_2(option: str, value: Any, key: str, tmp_path: Path,
                             capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["train", *_tiny_config(tmp_path), f"plugins.pause.{option}={value}"]) == 2
+    assert cli(["train", *_tiny_config(tmp_path), f"plugins.pause.{option}={value}"]) == 2
     assert f"plugins.pause.{key}" in capsys.readouterr().err
 
 
@@ -113,15 +108,14 @@ def test_pause_string_in_the_vocabulary_exits_2(token: str, tmp_path: Path,
     with pytest.raises(ConfigError, match="already exists in the tokenizer's vocabulary"):
         PausePlugin(PauseConfig(token=token)).configure_tokenizer(
             tokenizer=AutoTokenizer.from_pretrained(_word_tokenizer_dir(tmp_path)))
-    code = cli.main(["train", *_tiny_config(tmp_path), f"plugins.pause.token={token}"])
+    code = cli(["train", *_tiny_config(tmp_path), f"plugins.pause.token={token}"])
     assert code == 2
     assert "plugins.pause.token" in capsys.readouterr().err
     assert not any((tmp_path / "runs").glob("*/checkpoints"))
 
 
 def _word_tokenizer_dir(tmp_path: Path) -> Path:
-    from litplug.data.tasks import get_task
-    from litplug.model import word_tokenizer
+    from litplug.api import get_task, word_tokenizer
 
     target = tmp_path / "tok"
     word_tokenizer(get_task("arithmetic", {"digits": 2}).vocab()).save_pretrained(target)

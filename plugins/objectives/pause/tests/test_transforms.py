@@ -11,7 +11,8 @@ import torch.nn.functional as F
 from litplug_pause import PauseConfig, PausePlugin
 from litplug_pause.pretrain import insert_pauses, pause_slots
 
-from litplug.data.batch import to_model_batch
+from litplug.api import to_model_batch
+from litplug.testing import step_context
 
 PAUSE, PAD = 99, 0
 
@@ -112,14 +113,14 @@ def test_finetune_layout_prompt_pauses_answer(tiny_batch: dict[str, torch.Tensor
 
 def test_finetune_loss_ignores_prompt_and_pause_labels(pause_tokenizer: Any, pause_model: Any,
                                                        tiny_batch: dict[str, torch.Tensor],
-                                                       fake_module: Any) -> None:
+                                                       fake_ctx: Any) -> None:
     plugin = PausePlugin(PauseConfig(num_pauses=4))
     tampered = copy.deepcopy(tiny_batch)
     prompt_targets = ~tampered["answer_mask"] & (tampered["labels"] != -100)
     tampered["labels"][prompt_targets] = 5  # change every prompt target
     losses = []
     for batch in (tiny_batch, tampered):
-        plugin.transform_batch(batch=batch, stage="train", module=fake_module(pause_tokenizer))
+        plugin.transform_batch(batch=batch, stage="train", ctx=fake_ctx(pause_tokenizer))
         logits = pause_model(batch["input_ids"]).logits
         losses.append(F.cross_entropy(logits.flatten(0, 1), batch["labels"].flatten(), ignore_index=-100))
     assert torch.equal(tiny_batch["labels"], tampered["labels"])
@@ -128,9 +129,8 @@ def test_finetune_loss_ignores_prompt_and_pause_labels(pause_tokenizer: Any, pau
     assert torch.equal(answer_targets, tiny_batch["answer_mask"])
 
 
-def test_m0_finetune_is_identity_on_answer_only_batches(tiny_tokenizer: Any, fake_module: Any) -> None:
-    from litplug.data.prepare import build_rows
-    from litplug.data.tasks import get_task
+def test_m0_finetune_is_identity_on_answer_only_batches(tiny_tokenizer: Any, fake_ctx: Any) -> None:
+    from litplug.api import build_rows, get_task
 
     examples = get_task("arithmetic", {"digits": 2}).examples("train", 8, 0)
     rows = torch.from_numpy(build_rows(tiny_tokenizer, examples, 16, "arithmetic"))
@@ -139,16 +139,17 @@ def test_m0_finetune_is_identity_on_answer_only_batches(tiny_tokenizer: Any, fak
     batch = to_model_batch(raw, loss_on="answer")
     PausePlugin(PauseConfig(token="<pause>", num_pauses=0)).configure_tokenizer(tokenizer=tiny_tokenizer)
     PausePlugin(PauseConfig(num_pauses=0)).transform_batch(batch=batch, stage="train",
-                                                          module=fake_module(tiny_tokenizer))
+                                                          ctx=fake_ctx(tiny_tokenizer))
     assert batch.keys() == standard.keys()
     assert all(torch.equal(batch[k], standard[k]) for k in standard)
 
 
 @pytest.mark.parametrize("mode", ["pretrain", "finetune"])
 def test_pause_embedding_gets_a_gradient(mode: str, pause_tokenizer: Any, pause_model: Any,
-                                         tiny_batch: dict[str, torch.Tensor], fake_module: Any) -> None:
+                                         tiny_batch: dict[str, torch.Tensor]) -> None:
     plugin = PausePlugin(PauseConfig(mode=mode, num_pauses=2, pretrain_fraction=0.2))
-    plugin.transform_batch(batch=tiny_batch, stage="train", module=fake_module(pause_tokenizer))
+    ctx = step_context(pause_model, pause_tokenizer, "train", tiny_batch, plugins={"pause": plugin})  # a real one
+    plugin.transform_batch(batch=tiny_batch, stage="train", ctx=ctx)
     pause_id = pause_tokenizer.convert_tokens_to_ids("<pause>")
     assert (tiny_batch["input_ids"] == pause_id).any()
     logits = pause_model(tiny_batch["input_ids"]).logits
@@ -157,10 +158,10 @@ def test_pause_embedding_gets_a_gradient(mode: str, pause_tokenizer: Any, pause_
     assert grad.abs().sum() > 0
 
 
-def test_pretrain_draws_depend_on_step_and_microbatch_only(pause_tokenizer: Any, fake_module: Any) -> None:
+def test_pretrain_draws_depend_on_step_and_microbatch_only(pause_tokenizer: Any, fake_ctx: Any) -> None:
     def draw(plugin: PausePlugin, step: int, stage: str = "train") -> torch.Tensor:
         batch = packed_batch()
-        plugin.transform_batch(batch=batch, stage=stage, module=fake_module(pause_tokenizer, step=step))
+        plugin.transform_batch(batch=batch, stage=stage, ctx=fake_ctx(pause_tokenizer, step=step))
         return batch["input_ids"]
 
     cfg = PauseConfig(mode="pretrain")

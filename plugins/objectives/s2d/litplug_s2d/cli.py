@@ -13,12 +13,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from litplug.errors import ConfigError
+from litplug.api import ConfigError
 
 DEFAULT_BITS = "w4a4,w8a8"
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
+def add_parser(subparsers: Any) -> None:
+    """Add the verb to ``litplug``'s argparse sub-parsers action."""
     p = subparsers.add_parser(
         "quant-report", help="S2D: spectra, activation outliers and metrics after simulated W4A4/W8A8",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -53,7 +54,7 @@ def resolve_target(target: str, config: str | None, scratch: str) -> tuple[str |
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from litplug import run as run_mod
+    from litplug.api import build_module, context, setup_run
     from litplug_s2d.layers import linear_layers, match_layers
     from litplug_s2d.quant import parse_specs
     from litplug_s2d.report import build_report
@@ -64,14 +65,14 @@ def run_command(args: argparse.Namespace) -> int:
             raise ConfigError(f"{flag} must be at least 1 (got {value}).")
     with tempfile.TemporaryDirectory(prefix="litplug-quant-report-") as scratch:
         config_path, overrides, is_run = resolve_target(args.target, args.config, scratch)
-        run = run_mod.setup(config_path, [*overrides, *args.overrides])
-        module = run_mod.build_module(run)
-        names = match_layers(module.model, args.layers or ["*"], key="--layers")
-        layers = {n: m for n, m in linear_layers(module.model).items() if n in names}
+        run = setup_run(config_path, [*overrides, *args.overrides])
+        ctx = context(build_module(run), "validate")
+        names = match_layers(ctx.model, args.layers or ["*"], key="--layers")
+        layers = {n: m for n, m in linear_layers(ctx.model).items() if n in names}
         batches = {}
         for name, loader in zip(run.datamodule.names, run.datamodule.val_dataloader()):
             batches[name] = [b for _, b in zip(range(args.max_batches), loader)]
-        report = build_report(module, run, layers, batches, specs, args.top, not args.no_generate)
+        report = build_report(ctx, run.sources, layers, batches, specs, args.top, not args.no_generate)
     report = {"target": str(Path(args.target).resolve()), "settings": ["fp", *(s.name for s in specs)], **report}
     out = Path(args.out) if args.out else (Path(args.target) / "quant_report.json" if is_run else None)
     if out is not None:

@@ -14,7 +14,7 @@ import torch
 from transformers import PreTrainedModel
 from transformers.pytorch_utils import Conv1D
 
-from litplug.errors import ConfigError
+from litplug.api import ConfigError
 
 LINEAR_TYPES = (torch.nn.Linear, Conv1D)
 

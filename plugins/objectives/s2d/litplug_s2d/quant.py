@@ -18,7 +18,7 @@ import torch
 from torch.ao.quantization.observer import PerChannelMinMaxObserver
 from transformers.pytorch_utils import Conv1D
 
-from litplug.errors import ConfigError
+from litplug.api import ConfigError
 
 
 @dataclass(frozen=True)

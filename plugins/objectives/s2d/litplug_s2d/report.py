@@ -13,8 +13,7 @@ from typing import Any
 
 import torch
 
-from litplug.evaluate import evaluate_all
-from litplug.module import LitplugModule
+from litplug.api import SourceSpec, StepContext, evaluate_all
 from litplug_s2d.layers import out_in_weight
 from litplug_s2d.quant import QuantSpec, simulated
 
@@ -76,15 +75,15 @@ def activation_stats(model: torch.nn.Module, layers: dict[str, torch.nn.Module],
 
 
 @torch.no_grad()
-def task_metrics(module: LitplugModule, run: Any, batches: Batches, generate: bool) -> dict[str, float]:
+def task_metrics(ctx: StepContext, sources: list[SourceSpec], batches: Batches, generate: bool) -> dict[str, float]:
     """``<source>/val_loss`` (mean LM loss over the given batches) and ``<source>/exact_match``."""
     metrics = {}
     for source, source_batches in batches.items():
-        losses = [float(module.compute_losses({k: v.to(module.device) for k, v in b.items()}, "validate")["lm"])
+        losses = [float(ctx.losses({k: v.to(ctx.device) for k, v in b.items()}, "validate")["lm"])
                   for b in source_batches]
         metrics[f"{source}/val_loss"] = sum(losses) / len(losses)
     if generate:
-        for source, result in evaluate_all(module.model, run.tokenizer, run.pm, run.sources, run.cfg).items():
+        for source, result in evaluate_all(ctx.model, ctx.tokenizer, ctx.hooks, sources, ctx.config).items():
             metrics[f"{source}/exact_match"] = float(result["exact_match"])
     return metrics
 
@@ -102,16 +101,21 @@ def summarise(layer_spectra: dict[str, Any], stats: dict[str, Any]) -> dict[str,
     }
 
 
-def build_report(module: LitplugModule, run: Any, layers: dict[str, torch.nn.Module], batches: Batches,
+def build_report(ctx: StepContext, sources: list[SourceSpec], layers: dict[str, torch.nn.Module], batches: Batches,
                  specs: list[QuantSpec], top: int = 3, generate: bool = True) -> dict[str, Any]:
-    """The whole report as a JSON-able dict: ``summary``, ``metrics`` by setting, ``layers``."""
-    module.eval()
+    """The whole report as a JSON-able dict: ``summary``, ``metrics`` by setting, ``layers``.
+
+    :param ctx: a step context of the model (``litplug.api.context(build_module(run), "validate")``).
+    :param sources: the run's data sources (prompt/answer ones get exact match).
+    """
+    for part in (ctx.model, *ctx.aux.values()):
+        part.eval()
     layer_spectra = spectra(layers, top)
-    stats = activation_stats(module.model, layers, batches)
-    metrics = {"fp": task_metrics(module, run, batches, generate)}
+    stats = activation_stats(ctx.model, layers, batches)
+    metrics = {"fp": task_metrics(ctx, sources, batches, generate)}
     for spec in specs:
         with simulated(layers, spec):
-            metrics[spec.name] = task_metrics(module, run, batches, generate)
+            metrics[spec.name] = task_metrics(ctx, sources, batches, generate)
     per_layer = {name: {**layer_spectra[name], "output": stats[name]["output"], "input": stats[name]["input"]}
                  for name in layers}
     return {"summary": summarise(layer_spectra, stats), "metrics": metrics, "layers": per_layer}

@@ -7,21 +7,18 @@ from typing import Any
 
 import pytest
 import torch
+from litplug_s2d.plugin import S2DPlugin
 
-from litplug.cli import main
-from litplug.config import load_config
-from litplug.errors import ConfigError
-from litplug.run import load_plugins
-from litplug.testing import TINY_OVERRIDES, PluginConformance, plugin_overrides, state_equal
+from litplug.api import ConfigError, load_config, plugin_manager
+from litplug.testing import TINY_OVERRIDES, cli, plugin_overrides, state_equal
 
-# tau low enough that layers of the tiny model are selected, m small enough that a 4-step run refreshes
-# twice (steps 0 and 3): the resume test then reuses the checkpointed vectors at step 2 and refreshes at 3.
-ACTIVE = {"lam": 0.05, "tau": 0.05, "refresh_every": 3}
+# The conformance settings (S2DPlugin.conformance, run by litplug's harness): tau low enough that layers
+# of the tiny model are selected, m small enough that a 4-step run refreshes twice (steps 0 and 3).
+ACTIVE = S2DPlugin.conformance[0]["config"]
 
 
-class TestConformance(PluginConformance):
-    plugin = "s2d"
-    config = ACTIVE
+def test_conformance_settings_are_the_active_ones() -> None:
+    assert ACTIVE == {"lam": 0.05, "tau": 0.05, "refresh_every": 3}
 
 
 def test_lambda_zero_is_bit_identical_to_no_plugin(litplug_run: Callable[..., Any]) -> None:
@@ -63,20 +60,20 @@ def test_svd_runs_ceil_steps_over_m_times_and_the_penalty_is_a_logged_term(
 def test_bad_options_are_config_errors(option: str, message: str) -> None:
     cfg = load_config(None, [*plugin_overrides({"s2d": {}}), f"plugins.s2d.{option}"])
     with pytest.raises(ConfigError, match=rf"plugins\.s2d.*{message}"):
-        load_plugins(cfg)
+        plugin_manager(cfg)
 
 
 def test_power_at_most_one_warns_that_the_decay_is_not_selective() -> None:
     cfg = load_config(None, [*plugin_overrides({"s2d": {"power": 1.0}})])
     with pytest.warns(UserWarning, match="no longer selective"):
-        load_plugins(cfg)
+        plugin_manager(cfg)
 
 
 def test_bad_option_and_unmatched_layer_pattern_exit_2(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
     base = ["train", *TINY_OVERRIDES, f"run.output_dir={tmp_path}", "data.cache_dir=" + str(tmp_path / "cache")]
-    assert main([*base, "plugins.s2d={tau: 2}"]) == 2
+    assert cli([*base, "plugins.s2d={tau: 2}"]) == 2
     assert "plugins.s2d" in capsys.readouterr().err
-    assert main([*base, "plugins.s2d={layers: ['*.mlp.*', '*.no_such_proj']}"]) == 2
+    assert cli([*base, "plugins.s2d={layers: ['*.mlp.*', '*.no_such_proj']}"]) == 2
     err = capsys.readouterr().err
     assert "plugins.s2d.layers" in err and "'*.no_such_proj' matches no linear layer" in err
     assert not (tmp_path / "run").exists(), "a failed start must not leave a run directory behind"

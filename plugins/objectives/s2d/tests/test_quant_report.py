@@ -12,8 +12,8 @@ import torch
 from litplug_s2d.layers import linear_layers
 from litplug_s2d.quant import QuantSpec, fake_quant_tokens, fake_quant_weight, parse_specs, simulated
 
-from litplug.cli import main
-from litplug.config import to_yaml
+from litplug.api import context, to_yaml
+from litplug.testing import cli
 
 
 def test_weights_are_per_channel_and_activations_per_token_on_the_integer_grid() -> None:
@@ -64,8 +64,8 @@ def test_quant_report_of_a_run_matches_its_validation_loss(litplug_run: Callable
     monkeypatch.setenv("LITPLUG_PLUGINS", "s2d")  # plugin verbs load installed plugins: only ours
     run = litplug_run({"s2d": {"tau": 0.05}})
     # the core writes config.yaml only when tracking is on; MLflow's first sqlite setup is slow, so write it here
-    (run.run_dir / "config.yaml").write_text(to_yaml(run.cfg))
-    assert main(["quant-report", str(run.run_dir), "--max-batches", "1", "--bits", "w4a4,w8a8"]) == 0
+    (run.run_dir / "config.yaml").write_text(to_yaml(context(run.module).config))
+    assert cli(["quant-report", str(run.run_dir), "--max-batches", "1", "--bits", "w4a4,w8a8"]) == 0
     report = json.loads((run.run_dir / "quant_report.json").read_text())
     assert report["settings"] == ["fp", "w4a4", "w8a8"]
     fp = report["metrics"]["fp"]
@@ -86,7 +86,7 @@ def test_quant_report_of_a_run_matches_its_validation_loss(litplug_run: Callable
     args = ["quant-report", str(run.export_dir), "data.sources=[{task: arithmetic, params: {digits: 2}, "
             "num_train: 256, num_validation: 16, num_test: 16}]", "data.seq_len=16", "data.batch_size=8",
             "--no-generate", "--max-batches", "1", "--out", str(out), "--layers", "*.mlp.*"]
-    assert main(args) == 0
+    assert cli(args) == 0
     from_export = json.loads(out.read_text())
     assert len(from_export["layers"]) == 6
     assert from_export["metrics"]["fp"]["arithmetic/val_loss"] == pytest.approx(fp["arithmetic/val_loss"], rel=1e-5)
@@ -95,7 +95,7 @@ def test_quant_report_of_a_run_matches_its_validation_loss(litplug_run: Callable
 def test_quant_report_bad_input_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LITPLUG_PLUGINS", "s2d")
-    assert main(["quant-report", str(tmp_path / "missing")]) == 2
+    assert cli(["quant-report", str(tmp_path / "missing")]) == 2
     assert "neither a finished litplug run" in capsys.readouterr().err
-    assert main(["quant-report", str(tmp_path), "--bits", "w3a9"]) == 2
+    assert cli(["quant-report", str(tmp_path), "--bits", "w3a9"]) == 2
     assert "--bits" in capsys.readouterr().err

@@ -1,9 +1,9 @@
 """The 2x2 pause grid (StdPT/PausePT x StdFT/PauseFT) over seeds, plus the M_inf sweep.
 
-Runs examples/pause_pretrain.yaml and examples/pause_finetune.yaml through litplug in this process and
+Runs pause_pretrain.yaml and pause_finetune.yaml (next to this script) through litplug in this process and
 prints exact-match accuracy per cell (mean and standard deviation over seeds). Usage, from the repo root:
 
-    OMP_NUM_THREADS=1 .venv/bin/python plugins/objectives/pause/scripts/reproduce.py \
+    OMP_NUM_THREADS=1 .venv/bin/python plugins/objectives/pause/reproduce/reproduce.py \
         --out /tmp/pause_grid --seeds 0 1 2 [--set trainer.max_steps=... (both stages)]
 """
 
@@ -14,11 +14,9 @@ import json
 import statistics
 from pathlib import Path
 
-from litplug import config as config_mod
-from litplug import run as run_mod
-from litplug.evaluate import evaluate_all
+from litplug.api import build_module, context, evaluate_all, load_config, setup_run, source_specs, train_run
 
-EXAMPLES = Path(__file__).resolve().parents[4] / "examples"
+HERE = Path(__file__).resolve().parent  # the two configs
 CELLS = {  # name: (pretraining with pauses, finetuning overrides)
     "StdPT_StdFT": (False, ["plugins.pause.enabled=false"]),
     "StdPT_PauseFT": (False, []),
@@ -30,20 +28,21 @@ EXACT_MATCH, VAL_LOSS = "eval/arithmetic/exact_match", "val/arithmetic/loss"
 
 def train(config: str, overrides: list[str]) -> tuple[Path, dict[str, float]]:
     """Train (or reuse a finished run) and return (run dir, its final metrics)."""
-    run = run_mod.setup(str(EXAMPLES / config), overrides)
+    run = setup_run(str(HERE / config), overrides)
     results_file = run.run_dir / "results.json"
     if not results_file.is_file():
-        run_mod.train(run)
+        train_run(run)
     return run.run_dir, json.loads(results_file.read_text())["metrics"]
 
 
 def evaluate(run_dir: Path, inference_pauses: int) -> float:
     """Exact match of a finished run with M_inf pauses appended at inference."""
     export = (run_dir / "export").resolve()
-    run = run_mod.setup(str(run_dir / "config.yaml"), [f"model.path={export}", f"data.tokenizer={export}",
-                                                       f"plugins.pause.inference_pauses={inference_pauses}"])
-    module = run_mod.build_module(run)
-    return evaluate_all(module.model, run.tokenizer, run.pm, run.sources, run.cfg)["arithmetic"]["exact_match"]
+    run = setup_run(str(run_dir / "config.yaml"), [f"model.path={export}", f"data.tokenizer={export}",
+                                                   f"plugins.pause.inference_pauses={inference_pauses}"])
+    ctx = context(build_module(run), "validate")
+    results = evaluate_all(ctx.model, ctx.tokenizer, ctx.hooks, source_specs(ctx.config), ctx.config)
+    return results["arithmetic"]["exact_match"]
 
 
 def main() -> None:
@@ -72,7 +71,7 @@ def main() -> None:
             table.setdefault(cell, []).append(metrics[EXACT_MATCH])
             table.setdefault(f"{cell} answer loss (val)", []).append(metrics[VAL_LOSS])
             if cell.endswith("PauseFT"):
-                m = config_mod.load_config(str(run_dir / "config.yaml")).plugins.pause.num_pauses
+                m = load_config(str(run_dir / "config.yaml")).plugins.pause.num_pauses
                 for m_inf in (0, m // 2):
                     table.setdefault(f"{cell} M_inf={m_inf}", []).append(evaluate(run_dir, m_inf))
         (Path(args.out) / "grid.json").write_text(json.dumps(table, indent=2))

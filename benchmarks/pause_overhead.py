@@ -1,6 +1,6 @@
-"""Cost of the pause transforms next to a training step, measured side by side in one process.
+"""Cost of the pause transforms next to a training step, measured side by side in one process (litplug-pause).
 
-    OMP_NUM_THREADS=1 .venv/bin/python plugins/objectives/pause/scripts/overhead.py
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/pause_overhead.py
 
 Prints the time of the pretraining insertion and the finetuning append on a [32, 16] arithmetic batch,
 as ratios to one forward+backward of the default litplug model, and the step-time ratio with M=4 pauses.
@@ -19,11 +19,7 @@ from litplug_pause.pretrain import insert_pauses, pause_slots
 from litplug_pause.vocab import add_pause_token
 from omegaconf import OmegaConf
 
-from litplug.config import ModelConfig
-from litplug.data.batch import to_model_batch
-from litplug.data.prepare import build_rows
-from litplug.data.tasks import get_task
-from litplug.model import build_model, word_tokenizer
+from litplug.api import ModelConfig, build_model, build_rows, get_task, to_model_batch, word_tokenizer
 
 
 def seconds_per_call(fn: Callable[[], object], n: int) -> float:
