@@ -16,7 +16,7 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 from litplug.errors import ConfigError, LitplugError, RunFailure  # noqa: E402
 from litplug.signals import Interrupted, handlers_restored  # noqa: E402
 
-BUILTIN_VERBS = ("train", "config", "plugins", "eval", "generate", "merge", "new-plugin")
+BUILTIN_VERBS = ("train", "config", "plugins", "eval", "generate", "merge", "new-plugin", "sweep")
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -190,6 +190,9 @@ def build_parser(plugin_verb: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("method", nargs="?")
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(func=_cmd_merge)
+    from litplug.sweep.command import add_parser as add_sweep_parser
+
+    add_sweep_parser(sub)
     p = sub.add_parser("new-plugin", help="scaffold a plugin package that passes the conformance suite")
     p.add_argument("name")
     p.add_argument("--kind", required=True, choices=["objectives", "data", "kernels", "merging"])

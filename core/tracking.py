@@ -55,6 +55,9 @@ def provenance_tags(plugins: dict[str, tuple[str | None, str | None]], config_pa
     revision = git_revision()
     if revision:
         tags["git.revision"] = revision
+    from litplug.sweep.command import parent_tags
+
+    tags.update(parent_tags())  # a cell of `litplug sweep`: a child of the sweep's MLflow run
     return tags
 
 
