@@ -16,6 +16,8 @@ from litplug.context import StepContext
 from litplug.errors import RunFailure
 from litplug.head import OutputHead, backbone_hidden, head_transform
 
+METRICS_KEY = "litplug_train_metrics"
+
 
 class NonFiniteLoss(RunFailure):
     """A loss term became NaN/inf; the message names the step and the offending terms."""
@@ -35,6 +37,7 @@ class LitplugModule(L.LightningModule):
         self._head_transform = head_transform(model.config)  # checked against HF's forward in run.build_module
         self._step_started = 0.0
         self._last_step_started = -1
+        self.restored_metrics: dict[str, float] = {}  # the checkpoint's training metrics, when resumed
 
     # -- the forward pass every loss hook shares --------------------------------------------------
     def hidden_states(self, input_ids: torch.Tensor) -> torch.Tensor:
@@ -103,6 +106,13 @@ class LitplugModule(L.LightningModule):
                 f"update that made them is not checkpointed. {self._checkpoint_note()} Lower optim.lr, or "
                 "check trainer.gradient_clip_val and the plugins' loss terms."
             )
+        # the step's training metrics: a run resumed from its final checkpoint trains no step, and still
+        # reports them (litplug.run.finish)
+        checkpoint[METRICS_KEY] = {k: float(v) for k, v in self.trainer.callback_metrics.items()
+                                   if k.startswith(("train/", "data/"))}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.restored_metrics = dict(checkpoint.get(METRICS_KEY, {}))
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         elapsed = time.perf_counter() - self._step_started

@@ -270,8 +270,12 @@ def _train(run: Run, module: LitplugModule, plugin_callbacks: list[Callback]) ->
 def finish(run: Run, trainer: L.Trainer, module: LitplugModule, logger: Any) -> dict[str, Any]:
     """Export the HF model, evaluate prompt/answer tasks, write results and log artifacts."""
     model = module.model
+    if not any(k.startswith("val/") for k in trainer.callback_metrics) and _validates_last_step(run.cfg):
+        # resumed from the final checkpoint (saved before that step's validation): validate it now, as the
+        # uninterrupted run did at this step
+        trainer.validate(module, datamodule=run.datamodule, verbose=False)
     export(model, run.tokenizer, run.pm.hook, run.cfg, run.export_dir, in_place=True)
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    metrics = {**module.restored_metrics, **{k: float(v) for k, v in trainer.callback_metrics.items()}}
     eval_results = evaluate_all(model, run.tokenizer, run.pm, run.sources, run.cfg)
     metrics.update(flat_metrics(eval_results))
     added: dict[str, float] = {}
@@ -299,6 +303,12 @@ def finish(run: Run, trainer: L.Trainer, module: LitplugModule, logger: Any) -> 
         logger.finalize("success")
     run.results = results
     return results
+
+
+def _validates_last_step(cfg: DictConfig) -> bool:
+    t = cfg.trainer
+    interval = t.val_check_interval or t.max_steps
+    return t.limit_val_batches != 0 and t.max_steps % interval == 0
 
 
 def summary(run: Run) -> str:

@@ -149,3 +149,18 @@ def test_single_source_resume_across_an_epoch_boundary_is_bit_exact(litplug_run)
     resumed = litplug_run(None, keep, name="resumed")
     diff = state_equal(full.module.state_dict(), resumed.module.state_dict())
     assert not diff, f"resumed run differs from the uninterrupted run in {diff[:5]}"
+
+
+def test_a_run_resumed_from_its_final_checkpoint_reports_the_same_metrics(litplug_run) -> None:
+    """Killed after its last checkpoint (during the final validation, export or evaluation), the re-run
+    trains no step: it must still report the uninterrupted run's training and validation metrics."""
+    import shutil
+
+    full = litplug_run(None, ["trainer.keep_checkpoints=true"], name="full")
+    final = full.results["global_step"]
+    resumed_dir = full.run_dir.parent / "resumed"
+    (resumed_dir / "checkpoints").mkdir(parents=True)
+    shutil.copy(full.dir.checkpoint(final), resumed_dir / "checkpoints" / "last.ckpt")
+    resumed = litplug_run(None, ["trainer.keep_checkpoints=true"], name="resumed")
+    for key in ("train/loss", "train/lm", "val/arithmetic/loss", "eval/arithmetic/exact_match"):
+        assert resumed.results["metrics"][key] == full.results["metrics"][key], key

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import time
@@ -90,15 +91,17 @@ def test_quickstart_seeds_on_two_workers_killed_and_finished_by_the_same_command
     victim = subprocess.Popen([*LITPLUG, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                               env=ENV, start_new_session=True)
     lines = []
-    for line in victim.stdout:  # stop the sweep once one cell is done and the next two are running
+    for line in victim.stdout:  # stop the sweep once one cell is done and the others are not
         lines.append(line)
-        if "train/seed=2 started" in line:
+        if re.search(r"train/seed=\d done", line):
             victim.send_signal(signal.SIGTERM)
             break
     rest, _ = victim.communicate(timeout=300)
     assert victim.returncode == 128 + signal.SIGTERM, "".join(lines) + rest
-    finished_before = {p.parent.name: p.stat().st_mtime for p in sweep_dir.glob("train/*/results.json")}
-    assert len(finished_before) < 3
+    finished_before = {json.loads(p.read_text())["cell"].split("/")[1]: p for p in sweep_dir.glob("status/*.json")
+                       if json.loads(p.read_text())["state"] == "done"}
+    finished_before = {name: (sweep_dir / "train" / name / "results.json").stat().st_mtime for name in finished_before}
+    assert 1 <= len(finished_before) < 3, "".join(lines) + rest
 
     done = subprocess.run([*LITPLUG, *args], capture_output=True, text=True, env=ENV, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]

@@ -91,7 +91,8 @@ def sweep_command(args: argparse.Namespace) -> int:
             print(f"{cell.id}: {shlex.join(command(cell))}")
         print(f"{len(cells)} cells in {len(stages)} stage(s); results would go to {sweep_dir}")
         return 0
-    report_cells = next(cs for s, cs in zip(spec.stages, stages) if s.name == spec.report.stage)
+    reported = spec.report.stage.split(",")
+    report_cells = [c for s, cs in zip(spec.stages, stages) if s.name in reported for c in cs]
     if args.report_only:
         summary = report_mod.summarise(report_cells, spec.report, len(report_cells))
         files = report_mod.write(summary, sweep_dir, spec.name, regenerate) if sweep_dir.exists() else []

@@ -43,17 +43,27 @@ class LocalPool:
         self.workers = max(1, workers)
         self._live: set[subprocess.Popen] = set()
         self._lock = threading.Lock()
+        self._stopped: int | None = None  # the signal that stopped the sweep: queued cells never start
         self._executor = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="litplug-sweep")
 
     def submit(self, argv: list[str], log: Path, env: dict[str, str]) -> Future:
-        return self._executor.submit(self._run, argv, log, env)
+        return self._executor.submit(self._run, argv, log, {**self.thread_env(), **env})
+
+    def thread_env(self) -> dict[str, str]:
+        """Each cell's share of the cores (``OMP_NUM_THREADS``), unless the user set it: N cells with torch's
+        default of one thread per core would oversubscribe the machine N-fold."""
+        if "OMP_NUM_THREADS" in os.environ:
+            return {}
+        return {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // self.workers))}
 
     def _run(self, argv: list[str], log: Path, env: dict[str, str]) -> int:
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "ab") as out:
-            proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **env},
-                                    start_new_session=True)
             with self._lock:
+                if self._stopped is not None:
+                    return 128 + self._stopped
+                proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **env},
+                                        start_new_session=True)
                 self._live.add(proc)
             try:
                 return proc.wait()
@@ -64,6 +74,7 @@ class LocalPool:
     def stop(self, signum: int) -> None:
         """Pass the signal on: each ``litplug train`` checkpoints its current step and exits 128 + signum."""
         with self._lock:
+            self._stopped = signum
             for proc in self._live:
                 try:
                     proc.send_signal(signum)
@@ -147,7 +158,10 @@ class Progress:
         if self.durations and left:
             seconds = sum(self.durations) / len(self.durations) * left / min(self.workers, left)
             eta = f", ETA {time.strftime('%H:%M:%S', time.gmtime(seconds))}"
-        self.out(f"sweep: {event} | {self.done}/{self.total} done, {self.running} running, {self.failed} failed"
+        running = min(self.running, self.workers)  # the pool starts submitted cells in order, `workers` at once
+        queued = self.running - running
+        self.out(f"sweep: {event} | {self.done}/{self.total} done, {running} running"
+                 + (f", {queued} queued" if queued else "") + f", {self.failed} failed"
                  + (f", {self.skipped} skipped" if self.skipped else "") + eta)
 
 
@@ -189,7 +203,7 @@ def run_cells(stages: list[list[Cell]], sweep_dir: Path, launcher: Any, env: dic
                 future = launcher.submit(command(cell), log_file(sweep_dir, cell), env)
                 pending[future] = (cell, time.time())
                 progress.running += 1
-                progress.show(f"{cell.id} started")
+                progress.show(f"{cell.id} submitted")
             while pending:
                 finished, _ = wait(list(pending), return_when=FIRST_COMPLETED)
                 for future in finished:

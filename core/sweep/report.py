@@ -19,6 +19,11 @@ def group_key(values: dict[str, str], replicate: str) -> str:
     return ", ".join(f"{k}={v}" for k, v in values.items() if k != replicate) or "all"
 
 
+def labelled(cell: Cell, several: bool) -> dict[str, str]:
+    """A cell's values, with its stage first when the report compares several stages."""
+    return {"stage": cell.stage, **cell.values} if several else dict(cell.values)
+
+
 def describe(xs: list[float]) -> dict[str, float]:
     n = len(xs)
     mean = sum(xs) / n
@@ -49,15 +54,20 @@ def collect(cells: list[Cell]) -> list[tuple[Cell, dict[str, float]]]:
 
 def summarise(cells: list[Cell], report: Report, expected: int) -> dict[str, Any]:
     finished = collect(cells)
+    several = len({c.stage for c in cells}) > 1
     metrics = sorted({m for _, ms in finished for m in ms if any(fnmatch.fnmatchcase(m, p) for p in report.metrics)})
     groups: dict[str, list[tuple[Cell, dict[str, float]]]] = {}
     for cell, ms in finished:
-        groups.setdefault(group_key(cell.values, report.replicate), []).append((cell, ms))
+        groups.setdefault(group_key(labelled(cell, several), report.replicate), []).append((cell, ms))
     table: dict[str, dict[str, Any]] = {}
     for group, members in groups.items():
         table[group] = {m: describe([ms[m] for _, ms in members if m in ms]) for m in metrics
                         if any(m in ms for _, ms in members)}
-    baseline = group_key(report.baseline, report.replicate) if report.baseline else None
+    baseline = None
+    if report.baseline:  # the group whose values include the baseline's (e.g. {stage: ntp})
+        wanted = report.baseline.items()
+        baseline = next((g for g, members in groups.items()
+                         if all(labelled(members[0][0], several).get(k) == v for k, v in wanted)), None)
     diffs: dict[str, dict[str, Any]] = {}
     if baseline in groups:
         base = {c.values.get(report.replicate): ms for c, ms in groups[baseline]}

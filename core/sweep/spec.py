@@ -53,7 +53,7 @@ class Stage:
 
 @dataclass
 class Report:
-    stage: str
+    stage: str  # the stage(s) reported, comma-separated: several stages compare side by side (grouped by stage)
     metrics: list[str] = field(default_factory=lambda: list(DEFAULT_METRICS))
     baseline: dict[str, str] | None = None
     replicate: str = "run.seed"
@@ -173,16 +173,22 @@ def _report(raw: dict[str, Any], stages: list[Stage], where: str) -> Report:
     if bad:
         raise ConfigError(f"{where}: unknown key(s) {sorted(bad)} (valid: {sorted(REPORT_KEYS)}).")
     trains = [s.name for s in stages if s.verb == "train"]
-    stage = str(raw.get("stage", trains[-1] if trains else stages[-1].name))
-    if stage not in {s.name for s in stages}:
-        raise ConfigError(f"{where}.stage '{stage}' is not a stage (stages: {', '.join(s.name for s in stages)}).")
+    stage = raw.get("stage", trains[-1] if trains else stages[-1].name)
+    stage = ",".join(stage) if isinstance(stage, list) else str(stage)
+    for name in stage.split(","):
+        if name not in {s.name for s in stages}:
+            raise ConfigError(f"{where}.stage '{name}' is not a stage (stages: {', '.join(s.name for s in stages)}).")
     baseline = raw.get("baseline")
     if baseline is not None and not isinstance(baseline, dict):
         raise ConfigError(f"{where}.baseline must be a mapping of swept key: value.")
     report = Report(stage=stage, metrics=[str(m) for m in raw.get("metrics") or DEFAULT_METRICS],
                     baseline={str(k): str(v) for k, v in baseline.items()} if baseline else None,
                     replicate=str(raw.get("replicate", "run.seed")))
-    axes = next(s.axes for s in stages if s.name == stage)
+    axes: dict[str, list[str]] = {"stage": stage.split(",")} if "," in stage else {}
+    for s in stages:
+        if s.name in stage.split(","):
+            for key, values in s.axes.items():
+                axes.setdefault(key, []).extend(v for v in values if v not in axes.get(key, []))
     for key, value in (report.baseline or {}).items():
         if key not in axes or value not in axes[key]:
             raise ConfigError(f"{where}.baseline: {key}={value} is not a cell of stage '{stage}' "
