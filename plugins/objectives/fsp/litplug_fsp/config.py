@@ -14,7 +14,7 @@ OBJECTIVES = ("bce", "revlm", "mtp", "reverse_lm")
 EDGES = ("truncate", "mask")
 NORMALIZATIONS = ("mean", "sum")
 TOKEN_WEIGHTS = ("uniform", "idf")
-HEADS = ("block", "linear")
+HEADS = ("auto", "block", "linear")
 DOCUMENT_BOUNDARIES = ("mask", "truncate", "cross")
 
 
@@ -27,9 +27,15 @@ class FSPConfig:
     # bce: a window holding tokens past an EOS (the next packed document): mask the position | truncate the
     # bag at the EOS | cross (ignore documents; litplug <= 0.1's stop_at_eos=false)
     document_boundary: str = "mask"
-    normalize: str = "mean"  # mean: divide each position's loss by the summary size (V, or the teacher width)
+    # sum: the paper's plain sum over the vocabulary (or the teacher width) | mean: divide it by that size.
+    # sum is the default: with mean the aux gradient is V times weaker and FSP no longer beats NTP on
+    # path-star (reproduce/sweep.yaml; the method card's table).
+    normalize: str = "sum"
     token_weights: str = "uniform"  # bce: per-token weights w_v: uniform | idf (from the training rows)
-    head: str = "block"  # block: one causal transformer layer (as in MTP) | linear: Linear + LayerNorm
+    # auto: linear for FSP (bce, revlm), block for MTP | block: one causal transformer layer (Gloeckle et
+    # al.'s MTP head) | linear: Linear + LayerNorm. A block head can plan on its own without shaping the
+    # trunk, which is what FSP is for; the card's sweep measures both.
+    head: str = "auto"
     positions_per_sequence: int = 0  # >0: the aux loss uses this many sampled positions per row (0 = all)
     chunk_elements: int = 8_388_608  # most logits (positions x vocab) alive at once in the vocab reduction
     n_heads: int = 1  # mtp: heads predicting x[t+2] .. x[t+n_heads+1]
@@ -43,6 +49,8 @@ class FSPConfig:
         self._check_choice("normalize", NORMALIZATIONS)
         self._check_choice("token_weights", TOKEN_WEIGHTS)
         self._check_choice("head", HEADS)
+        if self.head == "auto":
+            self.head = "block" if self.objective == "mtp" else "linear"
         self._check_choice("document_boundary", DOCUMENT_BOUNDARIES)
         if self.tau < 2:
             raise ValueError(f"plugins.fsp.tau must be at least 2 (the window is x[t+2 .. t+tau]); got {self.tau}.")

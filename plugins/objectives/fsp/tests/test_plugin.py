@@ -140,3 +140,20 @@ def test_teacher_with_another_vocabulary_exits_2(tmp_path, litplug_data_cache, c
     err = capsys.readouterr().err
     assert str(other.export_dir) in err and "vocabulary" in err
     assert not (tmp_path / "run").exists()
+
+
+
+def test_defaults_are_the_settings_that_solve_path_star(tiny_model) -> None:
+    """The defaults are the paper's plain vocabulary sum and, for FSP, a linear aux head (the card's sweep:
+    mean or a block head lose the effect); MTP keeps Gloeckle et al.'s one-block heads. An explicit
+    choice still wins."""
+    from litplug_fsp.config import FSPConfig
+
+    def body(cfg: FSPConfig) -> type:
+        return type(head_for(tiny_model, cfg.head).body)
+
+    assert FSPConfig().normalize == "sum"
+    assert body(FSPConfig()) is torch.nn.Linear
+    assert body(FSPConfig(objective="mtp")) is torch.nn.TransformerEncoderLayer
+    assert body(FSPConfig(head="block")) is torch.nn.TransformerEncoderLayer
+    assert body(FSPConfig(objective="mtp", head="linear")) is torch.nn.Linear
