@@ -25,6 +25,8 @@ def add_sift_parser(subparsers: Any) -> None:
     p.add_argument("overrides", nargs="*", metavar="key=value")
     p.add_argument("--store", help="add the finished run to this store (created from its base model if missing)")
     p.add_argument("--name", help="task name in the store (default: run.name)")
+    p.add_argument("--source", metavar="NAME", help="train only the data source named NAME of the config's "
+                                                    "data.sources (one data owner out of a list of owners)")
     p.set_defaults(func=_train_task)
 
     p = verbs.add_parser("add", help="add finished SIFT runs to a store (created from the first run's base model)")
@@ -58,6 +60,19 @@ def add_sift_parser(subparsers: Any) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_list)
 
+    p = verbs.add_parser("compare", help="merge the first T owners' runs (naive, TIES, SIFT, variants), score each "
+                                         "owner, optionally unlearn one; writes results.json for `litplug sweep`")
+    p.add_argument("--runs", nargs="+", required=True, metavar="RUN_OR_GLOB",
+                   help="owner runs (run directories, or folders holding one as run/; globs are expanded here)")
+    p.add_argument("--owners", required=True, help="comma-separated owner (data source) names, in merge order")
+    p.add_argument("--first", type=int, default=None, metavar="T", help="merge only the first T owners")
+    p.add_argument("--out", required=True, help="results file (JSON with a 'metrics' dict)")
+    p.add_argument("--ties-density", type=float, default=0.2)
+    p.add_argument("--unlearn", metavar="OWNER", help="also unlearn this owner exactly (subtraction and re-derivation)")
+    p.add_argument("--pretrain", metavar="RUN_DIR", help="the base's pretraining run: measure how many of the "
+                                                         "unlearned owner's examples it saw")
+    p.set_defaults(func=_compare)
+
     p = verbs.add_parser("verify", help="check every store file against the manifest's checksums")
     p.add_argument("--store", required=True)
     p.set_defaults(func=_verify)
@@ -66,7 +81,7 @@ def add_sift_parser(subparsers: Any) -> None:
 def _train_task(args: argparse.Namespace) -> int:
     from litplug_sift_masks.runs import add_run, train_task
 
-    run_dir = train_task(args.config, args.overrides)
+    run_dir = train_task(args.config, args.overrides, args.source)
     if args.store:
         entry = add_run(Path(args.store), run_dir, args.name)
         print(f"Added task '{entry['name']}' to {args.store} (mask density {entry['nnz'] / entry['numel']:.3f}).")
@@ -120,6 +135,33 @@ def _list(args: argparse.Namespace) -> int:
     for t in m["tasks"]:
         print(f"  {t['name']:<24} density {t['nnz'] / t['numel']:.3f}  seed {t['seed']}  "
               f"data {str(t['data_fingerprint'])[:12]}  added {t['added']}")
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from litplug_sift_masks.compare import compare, find_owner_runs
+
+    owners = [o.strip() for o in args.owners.split(",") if o.strip()]
+    if args.first is not None:
+        if not 1 <= args.first <= len(owners):
+            raise StoreError(f"--first {args.first}: give 1 to {len(owners)} (the number of --owners).")
+        owners = owners[: args.first]
+    if len(set(owners)) != len(owners):
+        raise StoreError(f"--owners names an owner twice: {owners}.")
+    if args.unlearn is not None and args.unlearn not in owners:
+        raise StoreError(f"--unlearn {args.unlearn}: not one of the merged owners {owners}.")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    runs = find_owner_runs(args.runs, owners)
+    result = compare(runs, out.parent / f".{out.stem}-work", args.ties_density, args.unlearn,
+                     Path(args.pretrain) if args.pretrain else None)
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, indent=2))
+    tmp.replace(out)
+    width = max(len(k) for k in result["metrics"])
+    for key, value in result["metrics"].items():
+        print(f"{key:<{width}}  {value:.4f}")
+    print(f"Wrote {out}")
     return 0
 
 

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+# Named parts of any HF causal LM, resolved through the model's own accessors (so they work whatever the
+# architecture calls the tensors): the input embeddings and the output projection (LM head).
+FREEZE_ALIASES = ("embeddings", "lm_head")
+PAPER_FREEZE = ["embeddings", "lm_head"]  # the paper (App. B): embeddings and LM head frozen, all hidden layers trained
+
 
 @dataclass
 class SiftConfig:
     sign_seed: int = 0  # public seed of the global sign vector v; every task of one store shares it
     base_model: str | None = None  # theta_0 from this HF directory; default: the model as built (model.path)
-    freeze: list[str] = field(default_factory=list)  # fnmatch patterns of parameters left untrained (tau = 0)
+    # parameters kept at theta_0 (tau = 0, outside every mask): "embeddings", "lm_head", or fnmatch patterns
+    freeze: list[str] = field(default_factory=lambda: list(PAPER_FREEZE))
     reset_momentum: bool = False  # [U] also zero Adam's first moment where the projection resets an entry
 
     def __post_init__(self) -> None:

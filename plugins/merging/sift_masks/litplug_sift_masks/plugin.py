@@ -11,8 +11,32 @@ from omegaconf import DictConfig
 from transformers import PreTrainedModel
 
 from litplug.api import ConfigError, StepContext, hookimpl
-from litplug_sift_masks.config import SiftConfig
+from litplug_sift_masks.config import FREEZE_ALIASES, SiftConfig
 from litplug_sift_masks.projection import SignProjector
+
+
+def frozen_names(model: PreTrainedModel, patterns: list[str]) -> list[str]:
+    """The parameter names ``plugins.sift_masks.freeze`` keeps at theta_0.
+
+    ``embeddings`` is the model's input embedding (``get_input_embeddings()``), ``lm_head`` its output
+    projection (``get_output_embeddings()``; with tied embeddings both are one tensor); any other entry is
+    an fnmatch pattern of parameter names. An entry that matches nothing is a config error.
+    """
+    named = dict(model.named_parameters())
+    by_id = {id(p): n for n, p in named.items()}  # named_parameters() lists a tied tensor once
+    out: list[str] = []
+    for pattern in patterns:
+        if pattern in FREEZE_ALIASES:
+            module = model.get_input_embeddings() if pattern == "embeddings" else model.get_output_embeddings()
+            hits = [by_id[id(p)] for p in (module.parameters() if module is not None else []) if id(p) in by_id]
+        else:
+            hits = [n for n in named if fnmatch.fnmatchcase(n, pattern)]
+        if not hits:
+            raise ConfigError(f"plugins.sift_masks.freeze: '{pattern}' matches no parameter. Use "
+                              f"{' or '.join(FREEZE_ALIASES)}, or a pattern of names like: "
+                              f"{', '.join(sorted(named)[:4])}.")
+        out += [n for n in hits if n not in out]
+    return out
 
 
 class SiftMasksPlugin:
@@ -34,13 +58,8 @@ class SiftMasksPlugin:
     @hookimpl
     def configure_model(self, model: PreTrainedModel, config: DictConfig) -> None:
         named = dict(model.named_parameters())
-        for pattern in self.config.freeze:
-            hits = [n for n in named if fnmatch.fnmatchcase(n, pattern)]
-            if not hits:
-                raise ConfigError(f"plugins.sift_masks.freeze: pattern '{pattern}' matches no parameter. "
-                                  f"Parameter names look like: {', '.join(sorted(named)[:4])}.")
-            for name in hits:
-                named[name].requires_grad_(False)
+        for name in frozen_names(model, self.config.freeze):
+            named[name].requires_grad_(False)
         trainable = {n: p for n, p in named.items() if p.requires_grad}
         self.projector = SignProjector(self._reference(trainable), self.config.sign_seed)
         self._checked = False

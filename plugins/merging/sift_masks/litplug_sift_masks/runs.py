@@ -97,11 +97,23 @@ def add_run(store_root: Path, run_dir: Path, name: str | None = None) -> dict[st
         raise
 
 
-def train_task(config_path: str | None, overrides: list[str]) -> Path:
-    """``litplug train`` with sift_masks enabled; returns the finished run directory."""
-    from litplug.api import load_config, to_yaml, train_command
+def train_task(config_path: str | None, overrides: list[str], source: str | None = None) -> Path:
+    """``litplug train`` with sift_masks enabled; returns the finished run directory. ``source`` keeps only
+    the data source of that name (one owner of a config that lists several)."""
+    from omegaconf import OmegaConf
+
+    from litplug.api import ConfigError, load_config, source_name, source_specs, to_yaml, train_command
 
     cfg = load_config(config_path, overrides)
+    if source is not None:
+        names = [source_name(s) for s in source_specs(cfg)]
+        if source not in names:
+            raise ConfigError(f"--source {source}: the config's data.sources has no source of that name "
+                              f"(names: {', '.join(names)}).")
+        chosen = OmegaConf.to_container(cfg.data.sources[names.index(source)], resolve=True)
+        chosen = {k: v for k, v in chosen.items() if v is not None}
+        overrides = [*overrides, f"data.sources=[{json.dumps(chosen)}]"]
+        cfg = load_config(config_path, overrides)
     section = cfg.plugins.get(PLUGIN)
     enabled = PLUGIN in cfg.plugins and (section is None or section.get("enabled", True))
     if not enabled:

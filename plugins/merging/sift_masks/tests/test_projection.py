@@ -62,6 +62,9 @@ def test_projection_holds_after_every_step(tmp_path: Path, litplug_data_cache: P
     assert run.module is not None
     projector = run.plugins["sift_masks"].projector
     for name, param in run.module.model.named_parameters():
+        if name not in projector.theta0:  # frozen (the default: embeddings, LM head): never moves
+            assert not param.requires_grad
+            continue
         tau = param.detach() - projector.theta0[name]
         assert not torch.where(sign_positive(name, tau.shape, 5), tau < 0, tau > 0).any()
 
