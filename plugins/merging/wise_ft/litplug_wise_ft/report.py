@@ -1,5 +1,6 @@
 """What a sweep leaves behind: ``sweep.json`` (everything), ``sweep.md`` (the table), ``sweep.png``
-(metric-vs-α curves), and the same three in MLflow with one metric step per α."""
+(metric-vs-α curves), and the same three in MLflow with one metric step per α; plus ``results.json``
+(``{"metrics": {...}}``, the form ``litplug sweep`` reports), so an α sweep can be a cell of a sweep file."""
 
 from __future__ import annotations
 
@@ -82,7 +83,23 @@ def plot(result: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def results_metrics(result: dict[str, Any]) -> dict[str, float]:
+    """The flat metrics of ``results.json``: ``<split>/alpha_<α>/<metric>`` for every α, and, when the
+    sweep scores a single α (one model), also ``<split>/<metric>``. No "best α" is in it: choosing α
+    after looking at the test split is what a pre-registered α avoids."""
+    split = result["split"]
+    rows = result["rows"]
+    names = metric_names(rows)
+    metrics = {f"{split}/alpha_{row['alpha']:g}/{k}": float(row[k]) for row in rows for k in names}
+    if len(rows) == 1:
+        metrics.update({f"{split}/{k}": float(rows[0][k]) for k in names})
+    metrics[f"{split}/num_examples"] = float(result["num_examples"])
+    metrics[f"{split}/n"] = float(result["n"])
+    return metrics
+
+
 def write_reports(result: dict[str, Any], folder: Path) -> None:
+    (folder / "results.json").write_text(json.dumps({"metrics": results_metrics(result)}, indent=2))
     (folder / "sweep.json").write_text(json.dumps(result, indent=2))
     (folder / "sweep.md").write_text(markdown_table(result))
     plot(result, folder / "sweep.png")

@@ -165,6 +165,10 @@ def run_sweep(s: SweepSpec) -> dict[str, Any]:
         examples = read_examples(s.target.spec, s.split, s.target.data_seed)[: s.num_examples]
     except DataError as exc:
         raise ConfigError(f"--eval: {exc}") from None
+    if len(examples) < s.num_examples:  # never score fewer prompts than asked for without saying so
+        raise ConfigError(f"--num-examples {s.num_examples}: the {s.split} split of '{source_name(s.target.spec)}' "
+                          f"has only {len(examples)} examples (num_{s.split} in the run config "
+                          f"{s.target.config_path or '(none)'}); raise it there, or ask for fewer.")
     tokenizer = load_tokenizer(str(s.late))
     hf_logging.disable_progress_bar()  # one line per α is the progress report
     device = ("cuda" if torch.cuda.is_available() else "cpu") if s.device == "auto" else s.device

@@ -71,3 +71,38 @@ def test_sweep_reads_the_run_config_and_logs_to_its_mlflow_run(tmp_path: Path,
     assert sweep_run.data.metrics["best_alpha/pass_at_4"] == result["best"]["pass@4"]["alpha"]
     artifacts = {a.path for a in client.list_artifacts(sweep_run.info.run_id)}
     assert artifacts == {"sweep.json", "sweep.md", "sweep.png"}
+
+
+def test_sweep_writes_results_json_for_litplug_sweep(tmp_path: Path, model_pair: Any) -> None:
+    """``OUT/results.json`` holds ``{"metrics": ...}`` (what ``litplug sweep`` reports): every α's scores
+    under ``test/alpha_<α>/``, and for a one-α sweep (one evaluated model) also plain ``test/<metric>``."""
+    early, late, _, _ = model_pair
+    args = ["--eval", "arithmetic", "--n", "4", "--k", "1,2,4", "--num-examples", "6", "--batch-size", "3",
+            "--task-params", "{digits: 2}", "--no-mlflow"]
+    one, several = tmp_path / "one", tmp_path / "several"
+    assert main(["merge", "wise-ft", "--early", str(early), "--late", str(late), "--alphas", "0.5", *args,
+                 "--out", str(one)]) == 0
+    row = json.loads((one / "sweep.json").read_text())["rows"][0]
+    metrics = json.loads((one / "results.json").read_text())["metrics"]
+    for key in ("pass@1", "pass@2", "pass@4", "majority_vote", "greedy", "var_rho"):
+        assert metrics[f"test/{key}"] == metrics[f"test/alpha_0.5/{key}"] == row[key]
+    assert metrics["test/num_examples"] == 6 and metrics["test/n"] == 4
+    assert main(["merge", "wise-ft", "--early", str(early), "--late", str(late), "--alphas", "0,1", *args,
+                 "--out", str(several)]) == 0
+    rows = json.loads((several / "sweep.json").read_text())["rows"]
+    metrics = json.loads((several / "results.json").read_text())["metrics"]
+    assert "test/pass@1" not in metrics  # several models: no unlabelled (or "best α") number
+    assert [metrics[f"test/alpha_{a}/pass@4"] for a in ("0", "1")] == [r["pass@4"] for r in rows]
+
+
+def test_sweep_refuses_fewer_prompts_than_asked(tmp_path: Path, model_pair: Any,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """--num-examples beyond the split's size (num_test of the task, 200 by default) is an error, not a
+    silently smaller evaluation."""
+    early, late, _, _ = model_pair
+    out = tmp_path / "sweep"
+    assert main(["merge", "wise-ft", "--early", str(early), "--late", str(late), "--alphas", "0.5",
+                 "--eval", "arithmetic", "--task-params", "{digits: 2}", "--n", "2", "--k", "1",
+                 "--num-examples", "201", "--no-mlflow", "--out", str(out)]) == 2
+    assert "has only 200 examples" in capsys.readouterr().err
+    assert not out.exists()
