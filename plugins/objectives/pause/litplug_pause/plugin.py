@@ -78,3 +78,10 @@ class PausePlugin:
     def logits_processors(self, tokenizer: PreTrainedTokenizerBase) -> list[LogitsProcessor]:
         return [never_emit(self.pause_id(tokenizer))]
 
+    # -- CLI ----------------------------------------------------------------------------------------
+    @hookimpl
+    def cli_commands(self, subparsers: Any) -> None:
+        from litplug_pause.cli import add_parser
+
+        add_parser(subparsers)
+
