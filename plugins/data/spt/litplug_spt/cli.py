@@ -41,6 +41,9 @@ def add_commands(subparsers: Any) -> None:
     fit.add_argument("--experiment", default="litplug-spt-fit-law", help="MLflow experiment name")
     fit.add_argument("--no-mlflow", action="store_true", help="write files only")
     fit.set_defaults(func=fit_law_command)
+    from litplug_spt.finetune import add_parser
+
+    add_parser(verbs)
     parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])
 
 
