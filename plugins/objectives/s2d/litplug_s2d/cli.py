@@ -3,6 +3,11 @@
 A finished run directory brings its own config (data, eval settings) and its exported model; a plain HF
 model directory (e.g. a run's ``export/``) is evaluated on the data of ``--config`` (default: litplug's
 defaults) plus any overrides.
+
+Activations are quantised per token on the fly (``token``: settings ``wXaY``) and/or with one static scale
+per layer input calibrated on the first ``--calib-batches`` training batches (``tensor``: settings
+``wXaY-tensor``, the paper's PTQ setting). ``--results`` writes the flat ``{"metrics": {...}}`` a sweep reads,
+including each setting's drop from the same model's full-precision score.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from typing import Any
 from litplug.api import ConfigError
 
 DEFAULT_BITS = "w4a4,w8a8"
+DEFAULT_ACT_QUANT = "token,tensor"
 
 
 def add_parser(subparsers: Any) -> None:
@@ -28,12 +34,20 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("overrides", nargs="*", metavar="key=value")
     p.add_argument("--config", help="for a model directory: a run config naming the data (default: defaults)")
     p.add_argument("--bits", default=DEFAULT_BITS, help=f"simulated settings, comma-separated (default {DEFAULT_BITS})")
+    p.add_argument("--act-quant", default=DEFAULT_ACT_QUANT, help="activation schemes, comma-separated: token "
+                   "(dynamic per-token scales), tensor (static per-tensor scales from calibration; setting names "
+                   f"get '-tensor') (default {DEFAULT_ACT_QUANT})")
+    p.add_argument("--calib-batches", type=int, default=8, help="training batches the static per-tensor ranges "
+                   "are calibrated on (default 8)")
     p.add_argument("--layers", action="append", help="glob over linear-layer names to quantise and report "
                    "(repeatable; default: every linear layer but the output head)")
     p.add_argument("--max-batches", type=int, default=8, help="validation batches per source (default 8)")
     p.add_argument("--top", type=int, default=3, help="singular values reported per layer (default 3)")
     p.add_argument("--no-generate", action="store_true", help="skip exact-match generation; losses only")
     p.add_argument("--out", help="write the JSON here (default: RUN_DIR/quant_report.json for a run directory)")
+    p.add_argument("--results", help="also write {\"metrics\": {flat name: value}} here (e.g. a sweep cell's "
+                   "{dir}/results.json): quant/<setting>/<source>/exact_match, .../exact_match_drop (FP - setting), "
+                   ".../val_loss, .../val_loss_rise, quant/<summary key>")
     p.set_defaults(func=run_command)
 
 
@@ -57,10 +71,11 @@ def run_command(args: argparse.Namespace) -> int:
     from litplug.api import build_module, context, setup_run
     from litplug_s2d.layers import linear_layers, match_layers
     from litplug_s2d.quant import parse_specs
-    from litplug_s2d.report import build_report
+    from litplug_s2d.report import build_report, flat_metrics
 
-    specs = parse_specs(args.bits)
-    for flag, value in (("--max-batches", args.max_batches), ("--top", args.top)):
+    specs = parse_specs(args.bits, args.act_quant)
+    for flag, value in (("--max-batches", args.max_batches), ("--top", args.top),
+                        ("--calib-batches", args.calib_batches)):
         if value < 1:
             raise ConfigError(f"{flag} must be at least 1 (got {value}).")
     with tempfile.TemporaryDirectory(prefix="litplug-quant-report-") as scratch:
@@ -72,14 +87,23 @@ def run_command(args: argparse.Namespace) -> int:
         batches = {}
         for name, loader in zip(run.datamodule.names, run.datamodule.val_dataloader()):
             batches[name] = [b for _, b in zip(range(args.max_batches), loader)]
-        report = build_report(ctx, run.sources, layers, batches, specs, args.top, not args.no_generate)
+        calibration = None
+        if any(s.act_scheme == "tensor" for s in specs):
+            calibration = [b for _, b in zip(range(args.calib_batches), run.datamodule.train_dataloader())]
+        report = build_report(ctx, run.sources, layers, batches, specs, args.top, not args.no_generate, calibration)
     report = {"target": str(Path(args.target).resolve()), "settings": ["fp", *(s.name for s in specs)], **report}
     out = Path(args.out) if args.out else (Path(args.target) / "quant_report.json" if is_run else None)
     if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(report, indent=2))
+    if args.results:
+        results = Path(args.results)
+        results.parent.mkdir(parents=True, exist_ok=True)
+        results.write_text(json.dumps({"metrics": flat_metrics(report)}, indent=2))
     print(format_report(report))
-    if out is not None:
-        print(f"Report written to {out}")
+    for path in (out, args.results):
+        if path is not None:
+            print(f"Report written to {path}")
     if is_run:
         _log_to_mlflow(Path(args.target), report, out)
     return 0
@@ -91,7 +115,7 @@ def format_report(report: dict[str, Any]) -> str:
              f"max|a|/std {s['outlier_ratio_max']:.4g} (mean {s['outlier_ratio_mean']:.4g}); input outlier ratio "
              f"{s['input_outlier_ratio_max']:.4g} (mean {s['input_outlier_ratio_mean']:.4g})"]
     for setting, metrics in report["metrics"].items():
-        lines.append(f"{setting:>6}: " + ", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items())))
+        lines.append(f"{setting:>11}: " + ", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items())))
     return "\n".join(lines)
 
 

@@ -1,11 +1,12 @@
-"""The ``plugins.s2d`` section. Defaults are the paper's (tau=0.95, K_max=3, m=100, n=2, lambda=5e-4)."""
+"""The ``plugins.s2d`` section. Defaults are the paper's (tau=0.95, K_max=3, m=100, n=2, lambda=5e-4, layer
+selection by the activation-based PCDR rule)."""
 
 from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
 
-SELECTIONS = ("sigma_mass", "pcdr")
+SELECTIONS = ("pcdr", "sigma_mass", "all")
 
 
 @dataclass
@@ -15,7 +16,10 @@ class S2DConfig:
     tau: float = 0.95  # selection threshold in (0, 1]
     k_max: int = 3  # at most this many top singular values per layer are penalised
     refresh_every: int = 100  # m: SVD + selection refresh every m optimizer steps (at the step's start)
-    selection: str = "sigma_mass"  # sigma_mass (spectral share) | pcdr (activation-based, from the batch)
+    # pcdr (the paper's activation-based rule, from the batch) | sigma_mass (spectral share) | all (no rule: every
+    # candidate layer, its top min(k_max, rank) components; k_max=1 forces k=1 everywhere, power=1 with k_max >= rank
+    # and refresh_every=1 is exact L2 decay lambda/2 ||W||^2 of the layers, a control)
+    selection: str = "pcdr"
     mass_power: int = 1  # [U] sigma_mass share uses sigma^p: 1 = sum sigma (third-party), 2 = energy
     layers: list[str] = field(default_factory=lambda: ["*"])  # glob patterns over the HF model's module names
     pcdr_rows: int = 512  # pcdr: token rows sampled from the refresh step's batch

@@ -66,7 +66,9 @@ class SpectralDecay(torch.nn.Module):
             matrix = out_in_weight(layer)
             u, s, v = top_components(matrix, cfg.k_max)
             top = u.shape[0]  # min(k_max, rank bound)
-            if cfg.selection == "sigma_mass":
+            if cfg.selection == "all":
+                k = top
+            elif cfg.selection == "sigma_mass":
                 k = select_by_mass(s, cfg.tau, cfg.k_max, cfg.mass_power)
             else:
                 k = select_by_pcdr(pcdr(inputs[i], u, s[:top], v, matrix, cfg.pcdr_outlier_quantile), cfg.tau)

@@ -3,7 +3,9 @@
 Per linear layer: the top singular values and their share of the spectrum, and the activation outlier
 ratio max|a| / std(a) of its output and of its input (the tensor W4A4 quantises), over validation tokens.
 Per setting (full precision, then each simulated WxAy): the validation LM loss of every source and, for
-prompt/answer sources, exact-match accuracy of greedy answers.
+prompt/answer sources, exact-match accuracy of greedy answers. ``flat_metrics`` turns the report into one
+flat ``{name: value}`` dict (``results.json`` for a sweep), with each setting's drop from the same
+model's own full-precision score.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import torch
 
 from litplug.api import SourceSpec, StepContext, evaluate_all
 from litplug_s2d.layers import out_in_weight
-from litplug_s2d.quant import QuantSpec, simulated
+from litplug_s2d.quant import QuantSpec, TensorRange, simulated
 
 Batches = dict[str, list[dict[str, torch.Tensor]]]  # validation batches by source name
 
@@ -75,6 +77,30 @@ def activation_stats(model: torch.nn.Module, layers: dict[str, torch.nn.Module],
 
 
 @torch.no_grad()
+def calibrate(model: torch.nn.Module, layers: dict[str, torch.nn.Module],
+              batches: list[dict[str, torch.Tensor]]) -> dict[str, TensorRange]:
+    """Static per-tensor ranges: min/max of every layer's input over the real tokens of ``batches``, in
+    full precision (observers on the float model, as in eager-mode static PTQ)."""
+    ranges = {name: TensorRange() for name in layers}
+    real: list[torch.Tensor] = []
+
+    def hook(name: str) -> Callable[..., None]:
+        def record(module: torch.nn.Module, args: tuple[Any, ...]) -> None:
+            ranges[name].add(args[0].reshape(-1, args[0].shape[-1])[real[0].to(args[0].device)])
+        return record
+
+    handles = [layer.register_forward_pre_hook(hook(name)) for name, layer in layers.items()]
+    try:
+        for batch in batches:
+            real[:] = [batch["attention_mask"].reshape(-1).bool()]
+            model.base_model(input_ids=batch["input_ids"].to(model.device))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return ranges
+
+
+@torch.no_grad()
 def task_metrics(ctx: StepContext, sources: list[SourceSpec], batches: Batches, generate: bool) -> dict[str, float]:
     """``<source>/val_loss`` (mean LM loss over the given batches) and ``<source>/exact_match``."""
     metrics = {}
@@ -102,20 +128,47 @@ def summarise(layer_spectra: dict[str, Any], stats: dict[str, Any]) -> dict[str,
 
 
 def build_report(ctx: StepContext, sources: list[SourceSpec], layers: dict[str, torch.nn.Module], batches: Batches,
-                 specs: list[QuantSpec], top: int = 3, generate: bool = True) -> dict[str, Any]:
+                 specs: list[QuantSpec], top: int = 3, generate: bool = True,
+                 calibration: list[dict[str, torch.Tensor]] | None = None) -> dict[str, Any]:
     """The whole report as a JSON-able dict: ``summary``, ``metrics`` by setting, ``layers``.
 
     :param ctx: a step context of the model (``litplug.api.context(build_module(run), "validate")``).
     :param sources: the run's data sources (prompt/answer ones get exact match).
+    :param calibration: batches the static (``tensor``) activation ranges are calibrated on; needed only
+        when a spec uses that scheme.
     """
     for part in (ctx.model, *ctx.aux.values()):
         part.eval()
     layer_spectra = spectra(layers, top)
     stats = activation_stats(ctx.model, layers, batches)
+    ranges = None
+    if any(spec.act_scheme == "tensor" for spec in specs):
+        if not calibration:
+            raise ValueError("the 'tensor' activation scheme needs calibration batches")
+        ranges = calibrate(ctx.model, layers, calibration)
     metrics = {"fp": task_metrics(ctx, sources, batches, generate)}
     for spec in specs:
-        with simulated(layers, spec):
+        with simulated(layers, spec, ranges):
             metrics[spec.name] = task_metrics(ctx, sources, batches, generate)
     per_layer = {name: {**layer_spectra[name], "output": stats[name]["output"], "input": stats[name]["input"]}
                  for name in layers}
     return {"summary": summarise(layer_spectra, stats), "metrics": metrics, "layers": per_layer}
+
+
+def flat_metrics(report: dict[str, Any]) -> dict[str, float]:
+    """``quant/<summary key>``, ``quant/<setting>/<metric>`` for every setting, and for each quantised
+    setting the change from the same model's full precision: ``.../exact_match_drop`` = FP - quantised
+    (positive = lost accuracy) and ``.../val_loss_rise`` = quantised - FP, so a sweep pairs the drops by
+    seed without mixing two models' FP scores."""
+    out = {f"quant/{key}": float(value) for key, value in report["summary"].items()}
+    fp = report["metrics"]["fp"]
+    for setting, metrics in report["metrics"].items():
+        for key, value in metrics.items():
+            out[f"quant/{setting}/{key}"] = float(value)
+            if setting == "fp" or key not in fp:
+                continue
+            if key.endswith("/exact_match"):
+                out[f"quant/{setting}/{key}_drop"] = float(fp[key]) - float(value)
+            elif key.endswith("/val_loss"):
+                out[f"quant/{setting}/{key}_rise"] = float(value) - float(fp[key])
+    return out

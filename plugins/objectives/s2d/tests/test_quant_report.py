@@ -65,7 +65,8 @@ def test_quant_report_of_a_run_matches_its_validation_loss(litplug_run: Callable
     run = litplug_run({"s2d": {"tau": 0.05}})
     # the core writes config.yaml only when tracking is on; MLflow's first sqlite setup is slow, so write it here
     (run.run_dir / "config.yaml").write_text(to_yaml(context(run.module).config))
-    assert cli(["quant-report", str(run.run_dir), "--max-batches", "1", "--bits", "w4a4,w8a8"]) == 0
+    assert cli(["quant-report", str(run.run_dir), "--max-batches", "1", "--bits", "w4a4,w8a8",
+                "--act-quant", "token"]) == 0
     report = json.loads((run.run_dir / "quant_report.json").read_text())
     assert report["settings"] == ["fp", "w4a4", "w8a8"]
     fp = report["metrics"]["fp"]

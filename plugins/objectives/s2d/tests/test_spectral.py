@@ -67,7 +67,7 @@ def test_power_one_over_the_full_rank_is_l2_decay() -> None:
 
 def test_right_after_a_refresh_sigma_hat_equals_sigma(tiny_model: torch.nn.Module) -> None:
     decay = SpectralDecay(tiny_model, ["model.layers.0.mlp.up_proj", "model.layers.1.self_attn.o_proj"],
-                          S2DConfig(k_max=3))
+                          S2DConfig(k_max=3, selection="sigma_mass"))
     assert decay.due(0) and not decay.due(1)
     decay.refresh(tiny_model, step=0)
     assert not decay.due(0), "a second micro-batch of step 0 (gradient accumulation) must not refresh again"
@@ -101,7 +101,7 @@ def train_toy(lam: float, steps: int = 200) -> tuple[torch.Tensor, torch.Tensor,
     net = torch.nn.Sequential(torch.nn.Linear(16, 16, bias=False))
     with torch.no_grad():
         net[0].weight.copy_(teacher)
-    decay = SpectralDecay(net, ["0"], S2DConfig(lam=lam, tau=0.5, refresh_every=10))
+    decay = SpectralDecay(net, ["0"], S2DConfig(lam=lam, tau=0.5, refresh_every=10, selection="sigma_mass"))
     opt = torch.optim.SGD(net.parameters(), lr=0.01)
     for step in range(steps):
         if decay.due(step):
