@@ -9,7 +9,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo test test-slow lint bench clean
+.PHONY: setup demo test test-slow lint bench cards clean
 
 setup: $(VENV)/.installed
 
@@ -39,6 +39,10 @@ lint: setup
 
 bench: setup
 	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done
+
+# Paste each finished reproduce/ sweep summary (runs/sweeps/*/summary.md) into its method card.
+cards: setup
+	$(PY) scripts/cards.py
 
 clean:
 	rm -rf $(VENV) runs
