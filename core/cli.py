@@ -20,10 +20,24 @@ BUILTIN_VERBS = ("train", "config", "plugins", "eval", "generate", "merge", "new
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from litplug import config as config_mod
+
+    # A bad config fails here, before the seconds that importing torch and Lightning takes; a good one gets a
+    # first line at once, so nobody wonders whether the command started.
+    cfg = config_mod.load_config(args.config, args.overrides, check_trainer=False)
+    if _is_rank_zero():
+        plugins = ", ".join(config_mod.active_plugin_names(cfg)) or "none"
+        print(f"litplug: training '{cfg.run.name}' in {Path(cfg.run.output_dir) / cfg.run.name} (plugins: {plugins}); "
+              "loading torch and Lightning...", flush=True)
     from litplug import run as run_mod
 
     run_mod.train_command(args.config, args.overrides)
     return 0
+
+
+def _is_rank_zero() -> bool:
+    """Before Lightning is imported: the launchers' rank variables (a DDP child re-runs this command)."""
+    return all(os.environ.get(k, "0") == "0" for k in ("LOCAL_RANK", "NODE_RANK", "RANK", "SLURM_PROCID"))
 
 
 def _cmd_config(args: argparse.Namespace) -> int:
@@ -37,25 +51,33 @@ def _cmd_config(args: argparse.Namespace) -> int:
 
 
 def _cmd_plugins(args: argparse.Namespace) -> int:
+    """Metadata only (fast, imports nothing) unless ``--check``, which imports and validates every plugin
+    and exits 2 when any is broken."""
     from litplug.plugins import list_plugins
 
-    records = list_plugins()
+    records = list_plugins(check=args.check)
+    broken = [r.name for r in records if r.status == "broken"]
     if args.json:
         print(json.dumps([r.as_dict() for r in records], indent=2))
-        return 0
+        return 2 if broken and args.check else 0
     if not records:
         print("No litplug plugins installed.")
     for r in records:
-        print(f"{r.name:<14} {r.status:<7} {r.distribution or '?'} {r.version or '?'}")
+        print(f"{r.name:<14} {r.status:<9} {r.distribution or '?'} {r.version or '?'}")
         if r.status == "ok":
             print(f"{'':<14} hooks: {', '.join(r.hooks) or '(none)'}")
-            if r.verbs:
-                print(f"{'':<14} verbs: {', '.join(r.verbs)}")
-            elif "cli_commands" in r.hooks:
-                print(f"{'':<14} note: implements cli_commands but declares no verb under the entry-point group "
-                      f"litplug.verbs, so litplug cannot find its verbs; add them to its pyproject.toml")
-        else:
+        if r.verbs:
+            print(f"{'':<14} verbs: {', '.join(r.verbs)}")
+        elif r.status == "ok" and "cli_commands" in r.hooks:
+            print(f"{'':<14} note: implements cli_commands but declares no verb under the entry-point group "
+                  f"litplug.verbs, so litplug cannot find its verbs; add them to its pyproject.toml")
+        if r.status == "broken":
             print(f"{'':<14} reason: {r.reason}")
+    if not args.check and records:
+        print("(read from package metadata; `litplug plugins --check` imports each plugin and validates its hooks)")
+    elif broken:
+        print(f"litplug: error: {len(broken)} broken plugin(s): {', '.join(broken)}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -78,8 +100,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from litplug.evaluate import evaluate_all, flat_metrics
 
     config_path, overrides = _run_or_config(args.target, args.overrides)
-    with handlers_restored():  # litdata's optimize leaves a SIGINT handler that exits 0
-        run = run_mod.setup(config_path, overrides)
+    run = _setup_for_inference(run_mod, config_path, overrides)
     module = run_mod.build_module(run)
     results = evaluate_all(module.model, run.tokenizer, run.pm, run.sources, run.cfg)
     if not results:
@@ -99,18 +120,36 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _setup_for_inference(run_mod: object, config_path: str | None, overrides: list[str]) -> object:
+    """``run.setup`` for eval/generate. A plugin the run trained with but that is not installed here gets a
+    hint: one that shapes only training (an auxiliary loss, a kernel) can be switched off for inference."""
+    from litplug.errors import PluginNotInstalled
+
+    try:
+        with handlers_restored():  # litdata's optimize leaves a SIGINT handler that exits 0
+            return run_mod.setup(config_path, overrides)  # type: ignore[attr-defined]
+    except PluginNotInstalled as exc:
+        raise PluginNotInstalled(
+            exc.name, f"{exc} If '{exc.name}' only shapes training (an auxiliary loss or head, a fused kernel, a "
+            f"data mixture), add plugins.{exc.name}.enabled=false to evaluate without it; a plugin that changes "
+            f"the model or its generation (e.g. pause tokens) must be installed.") from None
+
+
 def _log_eval(run: object, metrics: dict[str, float], out: Path | None) -> None:
-    """Eval results go to the run's MLflow run when it has one."""
+    """Eval results go to the run's MLflow run when it has one, at the run's final step (where the end of
+    training logged its own evaluation), so the two line up."""
     from litplug.rundir import RunDir
 
-    info = RunDir.of(run.cfg).mlflow_run()  # type: ignore[attr-defined]
+    run_dir = RunDir.of(run.cfg)  # type: ignore[attr-defined]
+    info = run_dir.mlflow_run()
     if not run.cfg.tracking.enabled or info is None:  # type: ignore[attr-defined]
         return
     import mlflow
 
+    step = int(run_dir.results().get("global_step") or 0)
     client = mlflow.MlflowClient(tracking_uri=info["tracking_uri"])
     for key, value in metrics.items():
-        client.log_metric(info["run_id"], key, value)
+        client.log_metric(info["run_id"], key, value, step=step)
     if out is not None:
         client.log_artifact(info["run_id"], str(out))
 
@@ -120,8 +159,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     from litplug.generate import generate
 
     config_path, overrides = _run_or_config(args.target, args.overrides)
-    with handlers_restored():  # litdata's optimize leaves a SIGINT handler that exits 0
-        run = run_mod.setup(config_path, overrides)
+    run = _setup_for_inference(run_mod, config_path, overrides)
     module = run_mod.build_module(run)
     outputs = generate(module.model, run.tokenizer, args.prompt, run.pm, args.max_new_tokens,
                        num_samples=args.num_samples, temperature=args.temperature, seed=run.cfg.run.seed)
@@ -183,8 +221,10 @@ def build_parser(plugin_verb: str | None = None) -> argparse.ArgumentParser:
     with_config("config", "print the resolved, validated config", _cmd_config)
     with_config("eval", "exact match / pass@k of a finished RUN dir (or a CONFIG)", _cmd_eval, "RUN")
     with_config("generate", "sample completions from a finished RUN dir (or a CONFIG)", _cmd_generate, "RUN")
-    p = sub.add_parser("plugins", help="list installed plugins, their hooks and status")
+    p = sub.add_parser("plugins", help="list installed plugins from their metadata (--check: import and validate)")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--check", action="store_true",
+                   help="import every plugin and validate it against the hook contract; exit 2 if any is broken")
     p.set_defaults(func=_cmd_plugins)
     p = sub.add_parser("merge", help="merge models with a method a plugin provides (no METHOD: list them)")
     p.add_argument("method", nargs="?")
@@ -240,6 +280,9 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from litplug import quiet
+
+    quiet.install()  # known-benign third-party warnings; litplug's own and real problems still show
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = parse(argv)
@@ -266,5 +309,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+def console() -> None:
+    """The ``litplug`` command: :func:`main`, then a quick exit.
+
+    Tearing down the interpreter after torch, Lightning and transformers were imported takes ~2 s of
+    freeing objects that the operating system frees at once. So, once the work is done: let non-daemon
+    threads finish, run the ``atexit`` handlers (logging's flush, multiprocessing's joins, MLflow's), flush
+    stdout and stderr, and leave with ``os._exit``. Nothing that Python's own exit would save is skipped
+    except the freeing.
+    """
+    import atexit
+    import threading
+
+    code = main()
+    for thread in threading.enumerate():
+        if thread is not threading.main_thread() and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe (`litplug ... | head`)
+            pass
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console()

@@ -90,6 +90,7 @@ class TrainerConfig:
     checkpoint_every_n_steps: int = 50
     keep_checkpoints: bool = False  # keep every checkpoint as step=N.ckpt, not only last.ckpt
     deterministic: bool = True
+    progress: str = "auto"  # auto (a bar when stdout is a terminal, else a line per log interval) | bar | lines
 
 
 @dataclass
@@ -319,9 +320,11 @@ def _first_line(exc: Exception) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
-def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
+def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = (),
+                check_trainer: bool = True) -> DictConfig:
     """Defaults <- YAML <- overrides, validated against the core schemas. Plugin sections are left
-    for :func:`validate_plugin_config` once the plugins' classes are loaded."""
+    for :func:`validate_plugin_config` once the plugins' classes are loaded. ``check_trainer=False`` skips
+    the checks that ask Lightning's registries (importing Lightning takes seconds): for a first quick look."""
     schema = OmegaConf.structured(RootConfig)
     user: dict[str, Any] = {}
     origin = "the defaults"
@@ -339,7 +342,7 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
     if not cfg.data.sources:
         cfg.data.sources = [OmegaConf.merge(OmegaConf.structured(SourceConfig), s) for s in DEFAULT_SOURCES]
     _check_interpolations(cfg, f"{origin} or an override" if path is not None else "an override")
-    _check_values(cfg)
+    _check_values(cfg, check_trainer)
     return cfg
 
 
@@ -358,7 +361,7 @@ def _check_interpolations(cfg: DictConfig, origin: str) -> None:
 BAD_ROWS = ("error", "skip")
 
 
-def _check_values(cfg: DictConfig) -> None:
+def _check_values(cfg: DictConfig, check_trainer: bool = True) -> None:
     """Value checks that types alone cannot express, each naming its key."""
     betas = list(cfg.optim.betas)
     checks = [
@@ -378,6 +381,8 @@ def _check_values(cfg: DictConfig) -> None:
         (cfg.optim.warmup_steps >= 0, "optim.warmup_steps", f"must be 0 or more (got {cfg.optim.warmup_steps})"),
         (cfg.optim.schedule in ("cosine", "constant"), "optim.schedule", "must be 'cosine' or 'constant'"),
         (cfg.trainer.checkpoint_every_n_steps >= 1, "trainer.checkpoint_every_n_steps", "must be at least 1"),
+        (cfg.trainer.progress in ("auto", "bar", "lines"), "trainer.progress",
+         f"must be 'auto', 'bar' or 'lines' (got '{cfg.trainer.progress}')"),
     ]
     for i, source in enumerate(cfg.data.sources):
         where = f"data.sources.{i}"
@@ -398,7 +403,8 @@ def _check_values(cfg: DictConfig) -> None:
         if not ok:
             raise ConfigError(f"Config key '{key}' {why}.")
     _check_model(cfg.model)
-    _check_trainer(cfg.trainer)
+    if check_trainer:
+        _check_trainer(cfg.trainer)
     _check_source_names(cfg.data.sources)
     for name, section in cfg.plugins.items():
         if section is not None and not isinstance(section, DictConfig):

@@ -16,6 +16,14 @@ class PluginError(LitplugError):
     """A plugin is missing, broken, incompatible or conflicts with another."""
 
 
+class PluginNotInstalled(PluginError):
+    """The config names a plugin that no installed distribution provides."""
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(message)
+        self.name = name
+
+
 class DataError(LitplugError):
     """A data source is missing, malformed or would be empty."""
 

@@ -61,3 +61,21 @@ def flat_metrics(results: dict[str, dict[str, Any]]) -> dict[str, float]:
     """MLflow metric names (which may not contain '@': pass@4 is logged as pass_at_4)."""
     return {f"eval/{src}/{k.replace('@', '_at_')}": float(v) for src, res in results.items()
             for k, v in res.items() if isinstance(v, (int, float))}
+
+
+def eval_summary_markdown(results: dict[str, dict[str, Any]], run_name: str, step: int, split: str) -> str:
+    """The evaluation at a glance, for a person (``eval_summary.md``): each task's metrics, then its sample
+    prompts with the model's greedy answer beside the reference."""
+    lines = [f"# Evaluation of run '{run_name}' at step {step} ({split} split)", "",
+             "| task | examples | metric | value |", "|---|---|---|---|"]
+    for source, res in results.items():
+        for key, value in res.items():
+            if isinstance(value, float) and key != "num_examples":
+                lines.append(f"| {source} | {res['num_examples']} | {key} | {value:.4f} |")
+    for source, res in results.items():
+        lines += ["", f"## {source}: sample answers (greedy)", "", "| prompt | reference | model | right? |",
+                  "|---|---|---|---|"]
+        for s in res.get("samples", []):
+            cells = [str(s[k]).replace("|", "\\|") for k in ("prompt", "answer", "greedy")]
+            lines.append(f"| {' | '.join(cells)} | {'yes' if exact_match(s['greedy'], s['answer']) else 'no'} |")
+    return "\n".join(lines) + "\n"

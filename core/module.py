@@ -17,6 +17,7 @@ from litplug.errors import RunFailure
 from litplug.head import OutputHead, backbone_hidden, head_transform
 
 METRICS_KEY = "litplug_train_metrics"
+STEP_KEY = "step"  # Lightning's logger connector pops it and uses it as the metrics' step
 
 
 class NonFiniteLoss(RunFailure):
@@ -86,7 +87,8 @@ class LitplugModule(L.LightningModule):
                 "Lower optim.lr or check the plugin that owns the term."
             )
         for name, value in terms.items():
-            self.log(f"train/{name}", value.detach(), prog_bar=name == "loss", batch_size=batch["input_ids"].shape[0])
+            self.log(f"train/{name}", value.detach(), prog_bar=True, batch_size=batch["input_ids"].shape[0])
+        self._log_step(self.global_step + 1)
         return terms["loss"]
 
     def _checkpoint_note(self) -> str:
@@ -121,6 +123,15 @@ class LitplugModule(L.LightningModule):
             self.log("train/tokens_per_s", n_tokens / elapsed, batch_size=1)
         self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=1)
 
+    def _log_step(self, step: int) -> None:
+        """Lightning logs at its count of batches that stepped *before* this one (0 for the first step), so a
+        100-step run's last training and validation metrics would sit at step 99 and the evaluation at 100.
+        A logged ``step`` is Lightning's documented override: every metric sits at the optimizer step that
+        produced it (1..max_steps), where the end-of-run evaluation and ``litplug eval`` log too. Logged in
+        ``training_step`` (the step this batch counts towards), so that callbacks at the end of the batch
+        (ModelCheckpoint's ``{step}`` file name) already see the new value."""
+        self.log(STEP_KEY, float(step), batch_size=1)
+
     def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
         super().optimizer_step(*args, **kwargs)
         self.pm.hook.after_optimizer_step(ctx=StepContext(self, "train"), step=self.global_step + 1)
@@ -133,6 +144,9 @@ class LitplugModule(L.LightningModule):
         self.log(f"val/{source}/loss", terms["lm"], add_dataloader_idx=False, batch_size=n)
         self.log(f"val/{source}/perplexity", torch.exp(terms["lm"].clamp(max=50)), add_dataloader_idx=False,
                  batch_size=n)
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_step(self.global_step)
 
     def configure_optimizers(self) -> dict[str, Any]:
         """The plugins' optimizer (``configure_optimizer``, AdamW by default) under the core's schedule."""

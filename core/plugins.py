@@ -27,7 +27,7 @@ from packaging.version import Version
 
 import litplug
 from litplug import PROJECT, hookspecs
-from litplug.errors import PluginError
+from litplug.errors import PluginError, PluginNotInstalled
 
 ENTRY_POINT_GROUP = "litplug.plugins"
 VERB_GROUP = "litplug.verbs"
@@ -45,8 +45,9 @@ class PluginRecord:
     name: str
     distribution: str | None
     version: str | None
-    status: str = "ok"  # ok | broken
+    status: str = "ok"  # ok | broken, once imported (--check); "unchecked" when read from metadata only
     reason: str | None = None
+    entry: str | None = None  # the entry point's object, e.g. ``litplug_fsp.plugin:FSPPlugin``
     hooks: list[str] = field(default_factory=list)
     requires: str | None = None
     verbs: list[str] = field(default_factory=list)  # declared under litplug.verbs
@@ -141,9 +142,26 @@ def _allowed(name: str) -> bool:
     return allow is None or name in {n.strip() for n in allow.split(",") if n.strip()}
 
 
-def list_plugins() -> list[PluginRecord]:
-    """Every installed plugin (allow-list permitting), with its status; for ``litplug plugins``."""
-    records = [inspect_entry_point(n, eps) for n, eps in sorted(installed_entry_points().items()) if _allowed(n)]
+def list_plugins(check: bool = True) -> list[PluginRecord]:
+    """Every installed plugin (allow-list permitting); for ``litplug plugins``.
+
+    ``check=False`` reads entry-point metadata only, imports nothing (no torch, no Lightning: a listing in
+    a fraction of a second), and so can only see what metadata shows: name, distribution, version, verbs,
+    and a name claimed twice. ``check=True`` imports each plugin and validates it against the hook
+    contract and its ``litplug_requires``."""
+    records = []
+    for name, eps in sorted(installed_entry_points().items()):
+        if not _allowed(name):
+            continue
+        if check:
+            record = inspect_entry_point(name, eps)
+        else:
+            record = PluginRecord(name, *_dist(eps[0]), status="unchecked")
+            if len(eps) > 1:
+                record.status = "broken"
+                record.reason = f"claimed by several distributions: {', '.join(str(_dist(ep)[0]) for ep in eps)}"
+        record.entry = eps[0].value
+        records.append(record)
     verbs = verb_providers()
     for record in records:
         record.verbs = sorted(v for v, names in verbs.items() if record.name in names)
@@ -204,7 +222,7 @@ def load_plugin_classes(names: list[str]) -> dict[str, PluginRecord]:
     for name in names:
         if name not in available:
             have = ", ".join(sorted(available)) or "none"
-            raise PluginError(
+            raise PluginNotInstalled(name,
                 f"Plugin '{name}' is named in the config (plugins.{name}) but is not installed. "
                 f"Install it (e.g. `{_install_hint(name)}`, or `pip install -e plugins/<kind>/{name}` from a "
                 f"litplug checkout), or remove plugins.{name}. Installed plugins: {have}."

@@ -20,7 +20,7 @@ from litplug.errors import ConfigError
 # the learning-rate schedule is then the one for the new length, from the step reached.
 MAY_CHANGE: tuple[str, ...] = (
     "trainer.max_steps", "trainer.log_every_n_steps", "trainer.val_check_interval", "trainer.limit_val_batches",
-    "trainer.checkpoint_every_n_steps", "trainer.keep_checkpoints", "run.resume", "run.output_dir",
+    "trainer.checkpoint_every_n_steps", "trainer.keep_checkpoints", "trainer.progress", "run.resume", "run.output_dir",
     "data.cache_dir", "data.num_workers", "tracking.", "eval.",
 )
 

@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 import zipfile
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ import lightning as L
 import pluggy
 import torch
 from filelock import FileLock, Timeout
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint, ProgressBar
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
 from transformers import PreTrainedTokenizerBase
@@ -30,20 +31,23 @@ from litplug import config as config_mod
 from litplug import plugins as plugins_mod
 from litplug.checkpoints import AtomicCheckpointIO
 from litplug.context import StepContext
+from litplug.curves import LossHistory, plot_losses
 from litplug.data.datamodule import LitplugDataModule, source_specs
 from litplug.data.mixture import MixtureAccounting
 from litplug.data.sources import SourceSpec
 from litplug.data.tasks import TaskError, get_task
 from litplug.errors import ConfigError, DataError
-from litplug.evaluate import check_eval_config, evaluate_all, flat_metrics
+from litplug.evaluate import check_eval_config, eval_summary_markdown, evaluate_all, flat_metrics
 from litplug.export import export
 from litplug.head import output_head
+from litplug.metrics import exact_match
 from litplug.model import build_model, byte_tokenizer, load_tokenizer, word_tokenizer
-from litplug.module import LitplugModule
+from litplug.module import STEP_KEY, LitplugModule
 from litplug.plugins import load_plugins  # noqa: F401 - re-exported: litplug.run.load_plugins
+from litplug.progress import progress_callback
 from litplug.resume import check_resume_config
 from litplug.rundir import RunDir
-from litplug.tracking import flat_params, make_logger, provenance_tags, tracking_uri
+from litplug.tracking import flat_params, make_logger, provenance_tags, tracking_uri, ui_hint
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
@@ -63,6 +67,7 @@ class Run:
     dir: RunDir
     results: dict[str, Any] = field(default_factory=dict)
     module: LitplugModule | None = None  # the trained module, once train() has run
+    wall_s: float | None = None  # seconds train() took (model, fit, export, evaluation)
 
     @property
     def run_dir(self) -> Path:
@@ -172,17 +177,6 @@ def check_checkpoint_file(path: Path) -> None:
                           f"during a save. To resume, {fix}.") from None
 
 
-class _ProgressPrinter(Callback):
-    """One line per logging interval, so a terminal user sees the run move without a progress bar."""
-
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
-        step = trainer.global_step
-        if step % max(1, trainer.log_every_n_steps) == 0 or step == trainer.max_steps:
-            metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("train/")}
-            shown = " ".join(f"{k[6:]}={v:.4g}" for k, v in sorted(metrics.items()))
-            rank_zero_only(print)(f"step {step}/{trainer.max_steps} {shown}", flush=True)
-
-
 def build_module(run: Run) -> LitplugModule:
     # Seed here, not only at setup: preparing data (or finding it cached) must not change the init.
     L.seed_everything(run.cfg.run.seed, workers=True, verbose=False)
@@ -220,9 +214,11 @@ def train(run: Run) -> dict[str, Any]:
     for extra in run.pm.hook.callbacks(config=cfg):
         plugin_callbacks += list(extra or [])
     lock = run_lock(run)
+    started = time.perf_counter()
     try:
         return _train(run, module, plugin_callbacks)
     finally:
+        run.wall_s = time.perf_counter() - started
         if isinstance(lock, FileLock):
             lock.release()
 
@@ -241,7 +237,8 @@ def _train(run: Run, module: LitplugModule, plugin_callbacks: list[Callback]) ->
                         save_last=True, save_top_k=-1 if t.keep_checkpoints else 0, filename="{step}",
                         enable_version_counter=False),
         MixtureAccounting(),
-        _ProgressPrinter(),
+        progress_callback(t.progress),
+        LossHistory(run.dir.loss_history),
         *plugin_callbacks,
     ]
     trainer = L.Trainer(
@@ -250,7 +247,8 @@ def _train(run: Run, module: LitplugModule, plugin_callbacks: list[Callback]) ->
         accumulate_grad_batches=t.accumulate_grad_batches, log_every_n_steps=t.log_every_n_steps,
         val_check_interval=t.val_check_interval or t.max_steps, check_val_every_n_epoch=None,
         limit_val_batches=t.limit_val_batches, num_sanity_val_steps=0, logger=logger or False,
-        callbacks=callbacks, deterministic=t.deterministic, enable_progress_bar=False,
+        callbacks=callbacks, deterministic=t.deterministic,
+        enable_progress_bar=any(isinstance(c, ProgressBar) for c in callbacks),
         enable_model_summary=False, default_root_dir=run.run_dir, use_distributed_sampler=False,
         plugins=[AtomicCheckpointIO()],
     )
@@ -268,14 +266,15 @@ def _train(run: Run, module: LitplugModule, plugin_callbacks: list[Callback]) ->
 
 
 def finish(run: Run, trainer: L.Trainer, module: LitplugModule, logger: Any) -> dict[str, Any]:
-    """Export the HF model, evaluate prompt/answer tasks, write results and log artifacts."""
+    """Export the HF model, evaluate prompt/answer tasks, write results, pictures and log artifacts."""
     model = module.model
     if not any(k.startswith("val/") for k in trainer.callback_metrics) and _validates_last_step(run.cfg):
         # resumed from the final checkpoint (saved before that step's validation): validate it now, as the
         # uninterrupted run did at this step
         trainer.validate(module, datamodule=run.datamodule, verbose=False)
     export(model, run.tokenizer, run.pm.hook, run.cfg, run.export_dir, in_place=True)
-    metrics = {**module.restored_metrics, **{k: float(v) for k, v in trainer.callback_metrics.items()}}
+    metrics = {**module.restored_metrics,
+               **{k: float(v) for k, v in trainer.callback_metrics.items() if k != STEP_KEY}}
     eval_results = evaluate_all(model, run.tokenizer, run.pm, run.sources, run.cfg)
     metrics.update(flat_metrics(eval_results))
     added: dict[str, float] = {}
@@ -289,7 +288,9 @@ def finish(run: Run, trainer: L.Trainer, module: LitplugModule, logger: Any) -> 
                "global_step": trainer.global_step}
     if logger is not None:
         results["mlflow_run_id"] = logger.run_id
+        results["mlflow_experiment_id"] = logger.experiment_id
     run.dir.results_file.write_text(json.dumps(results, indent=2))
+    pictures = _write_pictures(run, trainer, eval_results)
     if logger is not None:
         client, run_id = logger.experiment, logger.run_id
         # the evaluation, plus any training value Lightning never logged (a run shorter than log_every_n_steps)
@@ -297,12 +298,27 @@ def finish(run: Run, trainer: L.Trainer, module: LitplugModule, logger: Any) -> 
         final = {k: v for k, v in metrics.items() if k not in logged}
         for key, value in {**final, **flat_metrics(eval_results), **added}.items():
             client.log_metric(run_id, key, value, step=trainer.global_step)
-        client.log_artifact(run_id, str(run.dir.results_file))
+        for path in [run.dir.results_file, *pictures]:
+            client.log_artifact(run_id, str(path))
         if run.cfg.tracking.log_model:
             client.log_artifacts(run_id, str(run.export_dir), artifact_path="model")
         logger.finalize("success")
     run.results = results
     return results
+
+
+def _write_pictures(run: Run, trainer: L.Trainer, eval_results: dict[str, Any]) -> list[Path]:
+    """``loss_curve.png`` (from the :class:`LossHistory` callback, with its data) and ``eval_summary.md``."""
+    written = [run.dir.loss_history] if run.dir.loss_history.is_file() else []
+    history = next((c for c in trainer.callbacks if isinstance(c, LossHistory)), None)
+    if history is not None and plot_losses(history.series, run.dir.loss_curve,
+                                           f"{run.cfg.run.name}: loss by step"):
+        written.append(run.dir.loss_curve)
+    if eval_results:
+        run.dir.eval_summary.write_text(eval_summary_markdown(eval_results, run.cfg.run.name, trainer.global_step,
+                                                              run.cfg.eval.split))
+        written.append(run.dir.eval_summary)
+    return written
 
 
 def _validates_last_step(cfg: DictConfig) -> bool:
@@ -312,17 +328,35 @@ def _validates_last_step(cfg: DictConfig) -> bool:
 
 
 def summary(run: Run) -> str:
-    """What a user wants to read when the run ends."""
+    """What a person wants to read when the run ends, at a glance: how it went, where everything is."""
     r = run.results
-    lines = [f"Run '{run.cfg.run.name}' finished at step {r.get('global_step')}."]
-    for key, value in sorted(r.get("metrics", {}).items()):
-        if key.startswith(("val/", "eval/")) or key == "train/loss":
-            lines.append(f"  {key} = {value:.4f}")
+    metrics = r.get("metrics", {})
+    took = f" in {run.wall_s:.0f} s" if run.wall_s else ""
+    lines = [f"Run '{run.cfg.run.name}' finished at step {r.get('global_step')}{took}."]
+    for source, res in r.get("eval", {}).items():
+        extra = ", ".join(f"{k} {v:.2f}" for k, v in res.items() if k.startswith("pass@") or k == "majority_vote")
+        shown = f"  {source}: exact match {res['exact_match']:.2f} on {res['num_examples']} {run.cfg.eval.split} " \
+                "prompts"
+        lines.append(shown + (f" ({extra})" if extra else ""))
+        for sample in res.get("samples", [])[:1]:
+            right = exact_match(sample["greedy"], sample["answer"])
+            mark = "right" if right else f"wrong, expected {sample['answer']!r}"
+            lines.append(f"      e.g. {sample['prompt']!r} -> {sample['greedy']!r} ({mark})")
+    losses = [f"train {metrics['train/loss']:.4f}"] if "train/loss" in metrics else []
+    losses += [f"validation {k.split('/')[1]} {v:.4f}" for k, v in sorted(metrics.items())
+               if k.startswith("val/") and k.endswith("/loss")]
+    if losses:
+        lines.append("  loss: " + ", ".join(losses))
+    others = {k: v for k, v in metrics.items() if not k.startswith(("train/", "val/", "eval/", "data/"))}
+    for key, value in sorted(others.items()):
+        lines.append(f"  {key} = {value:.4f}")
     lines.append(f"Exported model (plain HF, safetensors): {r.get('export_dir')}")
-    if run.cfg.tracking.enabled:
-        uri = tracking_uri(run.cfg)
-        lines.append(f"MLflow run {r.get('mlflow_run_id')} in {uri}")
-        lines.append(f"Open the UI:  mlflow ui --backend-store-uri {uri}")
+    pictures = [p for p in (run.dir.loss_curve, run.dir.eval_summary) if p.is_file()]
+    if pictures:
+        lines.append("Loss curve and evaluation: " + ", ".join(str(p) for p in pictures))
+    if run.cfg.tracking.enabled and r.get("mlflow_run_id"):
+        lines.append(f"MLflow run {r['mlflow_run_id']} in {tracking_uri(run.cfg)}")
+        lines.append(ui_hint(tracking_uri(run.cfg), r["mlflow_run_id"], r.get("mlflow_experiment_id")))
     return "\n".join(lines)
 
 

@@ -16,6 +16,8 @@ class RunDir:
         checkpoints/       last.ckpt (resume point) and step=N.ckpt
         export/            the plain HF model (safetensors) written at the end
         results.json       final metrics and evaluation
+        loss_curve.png     train and per-source validation loss over the run (loss_history.json: its data)
+        eval_summary.md    the evaluation at a glance: metrics and sample answers per task
         eval.json          `litplug eval RUN` results
         mlflow_run.json    {"run_id", "tracking_uri"} of the run's MLflow run
         <plugin>/          a plugin's own outputs (``plugin_dir(name)``)
@@ -55,6 +57,18 @@ class RunDir:
     @property
     def results_file(self) -> Path:
         return self.path / "results.json"
+
+    @property
+    def loss_curve(self) -> Path:
+        return self.path / "loss_curve.png"
+
+    @property
+    def loss_history(self) -> Path:
+        return self.path / "loss_history.json"
+
+    @property
+    def eval_summary(self) -> Path:
+        return self.path / "eval_summary.md"
 
     @property
     def eval_file(self) -> Path:

@@ -37,6 +37,18 @@ def tracking_uri(cfg: DictConfig) -> str:
     return f"sqlite:///{Path(cfg.run.output_dir).resolve() / 'mlflow.db'}"
 
 
+def ui_hint(uri: str, run_id: str, experiment_id: str | None = None) -> str:
+    """How to look at a run: a server already serves a UI, so its link; a database store needs
+    ``mlflow ui`` started on it first."""
+    page = f"#/experiments/{experiment_id}/runs/{run_id}" if experiment_id else ""
+    if is_http(uri):
+        return f"Open it in the MLflow UI: {uri.rstrip('/')}/{page}"
+    if uri.startswith("databricks"):
+        return "Open it in your Databricks workspace's Experiments page."
+    then = f"   then http://127.0.0.1:5000/{page}" if page else ""
+    return f"Open the UI:  mlflow ui --backend-store-uri {uri}{then}"
+
+
 def git_revision() -> str | None:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True)

@@ -40,9 +40,17 @@ def atomic_directory(target: Path, overwrite: bool = False) -> Iterator[Path]:
 def export_hf(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, target: Path) -> Path:
     """Save a plain HF directory (safetensors) that ``AutoModelForCausalLM.from_pretrained`` loads
     without litplug installed."""
-    with atomic_directory(target, overwrite=True) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
+    from transformers.utils import logging as hf_logging
+
+    bar = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # a "Writing model shards 1/1" bar per export is noise in every log
+    try:
+        with atomic_directory(target, overwrite=True) as tmp:
+            model.save_pretrained(tmp, safe_serialization=True)
+            tokenizer.save_pretrained(tmp)
+    finally:
+        if bar:
+            hf_logging.enable_progress_bar()
     return target
 
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 
 import pytest
@@ -63,9 +66,27 @@ def test_listing_reports_broken_plugins_and_keeps_the_rest(install_fake_plugin: 
     assert "unknown hook 'no_such_hook'" in records["bad_hook"].reason
     assert "stepp" in records["bad_args"].reason
     assert ">=9.0" in records["too_new"].reason
-    assert main(["plugins", "--json"]) == 0
+    assert main(["plugins", "--check", "--json"]) == 2  # --check fails when any plugin is broken
     listed = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
     assert listed["alpha"]["status"] == "ok" and listed["broken_import"]["status"] == "broken"
+    assert main(["plugins", "--check"]) == 2
+    out, err = capsys.readouterr()
+    assert "reason: import of" in out and "broken plugin(s)" in err and "broken_import" in err
+
+
+def test_plain_listing_reads_metadata_without_importing_torch_or_plugins(install_fake_plugin: Callable) -> None:
+    """`litplug plugins` answers from entry-point metadata: no plugin, torch or Lightning is imported."""
+    install_fake_plugin("alpha", good("alpha"))
+    site = install_fake_plugin("beta", "raise SystemExit('beta must never be imported')\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
+    code = ("import sys; from litplug.cli import main; rc = main(['plugins', '--json']); "
+            "heavy = [m for m in ('torch', 'lightning', 'transformers', 'mlflow') if m in sys.modules]; "
+            "print('HEAVY', heavy, rc)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr
+    listed = {r["name"]: r for r in json.loads(done.stdout[: done.stdout.rindex("HEAVY")])}
+    assert listed["beta"]["status"] == "unchecked" and listed["alpha"]["distribution"] == "litplug-alpha"
+    assert done.stdout.rstrip().endswith("HEAVY [] 0")
 
 
 def test_allow_list_limits_what_is_imported(install_fake_plugin: Callable, monkeypatch) -> None:

@@ -28,7 +28,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 
 def test_discovered_and_listed(installed: dict[str, str]) -> None:
-    done = litplug("plugins", "--json", env=installed)
+    done = litplug("plugins", "--check", "--json", env=installed)
     assert done.returncode == 0, done.stderr
     hello = {r["name"]: r for r in json.loads(done.stdout)}["hello"]
     assert hello["status"] == "ok" and hello["distribution"] == "litplug-hello" and hello["version"] == "0.1.0"

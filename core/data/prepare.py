@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import tempfile
+import weakref
 from functools import partial
 from pathlib import Path
 
@@ -28,6 +29,15 @@ from litplug.errors import DataError
 # Source settings that change how the mixture draws from the shards, not the shards themselves:
 # left out of the cache key, so a sweep over mixing weights tokenises each source once.
 MIXING_ONLY = frozenset({"weight"})
+
+# Part of the cache key: bump it whenever the rows written for the same source and tokenizer change.
+# 2: prompts and answers of space-leading tokenizers are joined without a lone space token.
+ROW_FORMAT = 2
+
+# (text before, answer) pairs for :func:`space_leads`: digits and words, since some tokenizers
+# (Llama-3, Qwen) never join a space to a digit but do to a word.
+_JOIN_PROBES = (("=", "4"), ("=", "a"), ("is", "the"), (":", "A"), ("?", "yes"), (",", "1"))
+_SPACE_LEADS: weakref.WeakKeyDictionary[PreTrainedTokenizerBase, tuple[int, bool]] = weakref.WeakKeyDictionary()
 
 
 def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
@@ -56,15 +66,48 @@ def end_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
     return [] if tokenizer.eos_token_id is None else [tokenizer.eos_token_id]
 
 
+def _encode(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:
+    return tokenizer.encode(text, add_special_tokens=False) if text else []
+
+
+def _joins_shorter(tokenizer: PreTrainedTokenizerBase, before: str, answer: str) -> bool:
+    """Whether ``before answer`` encoded whole starts with ``before``'s ids and is shorter than today's
+    join, ``before + " "`` and ``answer`` encoded apart."""
+    head, whole = _encode(tokenizer, before), _encode(tokenizer, f"{before} {answer}")
+    apart = len(_encode(tokenizer, before + " ")) + len(_encode(tokenizer, answer))
+    return whole[: len(head)] == head and len(whole) < apart
+
+
+def space_leads(tokenizer: PreTrainedTokenizerBase) -> bool:
+    """Whether the tokenizer joins a space to the word after it (byte-level BPE's 'Ġ4', SentencePiece's
+    '▁4'), so a prompt ending in a space would leave a lone space token that the natural encoding of the
+    text never has. Decided per tokenizer, since generation does not know the answer; cached, as every
+    row asks."""
+    cached = _SPACE_LEADS.get(tokenizer)
+    if cached is None or cached[0] != len(tokenizer):  # re-probe once tokens were added
+        cached = (len(tokenizer), any(_joins_shorter(tokenizer, b, a) for b, a in _JOIN_PROBES))
+        _SPACE_LEADS[tokenizer] = cached
+    return cached[1]
+
+
 def encode_prompt(tokenizer: PreTrainedTokenizerBase, prompt: str) -> list[int]:
-    """``[BOS] prompt`` as ids: the one encoding of a prompt, shared by training rows and generation."""
-    return [*start_ids(tokenizer), *(tokenizer.encode(prompt + " ", add_special_tokens=False) if prompt else [])]
+    """``[BOS] prompt`` as ids: the one encoding of a prompt, shared by training rows and generation. The
+    space before the answer ends the prompt unless it leads the answer's first token (:func:`space_leads`)."""
+    text = prompt if space_leads(tokenizer) or not prompt else prompt + " "
+    return [*start_ids(tokenizer), *_encode(tokenizer, text)]
 
 
 def encode_example(tokenizer: PreTrainedTokenizerBase, example: Example) -> tuple[list[int], int]:
-    """``[BOS] prompt answer EOS`` as ids, and the number of ids before the answer starts."""
+    """``[BOS] prompt answer EOS`` as ids, and the number of ids before the answer starts. Where the space
+    leads the answer, the answer's ids are those of the whole text after the prompt's, so the row reads as
+    the text would naturally be tokenised."""
     prompt = encode_prompt(tokenizer, example.prompt)
-    answer = tokenizer.encode(example.answer, add_special_tokens=False)
+    if example.prompt and example.answer and space_leads(tokenizer):
+        own = prompt[len(start_ids(tokenizer)):]
+        whole = _encode(tokenizer, f"{example.prompt} {example.answer}")
+        answer = whole[len(own):] if whole[: len(own)] == own else _encode(tokenizer, " " + example.answer)
+    else:
+        answer = _encode(tokenizer, example.answer)
     return [*prompt, *answer, *end_ids(tokenizer)], len(prompt)
 
 
@@ -109,8 +152,8 @@ def prepare_split(
     """The litdata folder for (source, split), writing it if it is not cached yet."""
     name = source_name(spec)
     shaping = {k: v for k, v in dataclasses.asdict(spec).items() if k not in MIXING_ONLY}
-    key = json.dumps([shaping, split, seq_len, seed, tokenizer_fingerprint(tokenizer), fingerprint(spec)],
-                     sort_keys=True, default=str)
+    parts = [ROW_FORMAT, shaping, split, seq_len, seed, tokenizer_fingerprint(tokenizer), fingerprint(spec)]
+    key = json.dumps(parts, sort_keys=True, default=str)
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     target = cache_root / f"{name}-{split}-{digest}"
     if (target / "index.json").is_file():
