@@ -40,6 +40,16 @@ class LitplugModule(L.LightningModule):
         self._last_step_started = -1
         self.restored_metrics: dict[str, float] = {}  # the checkpoint's training metrics, when resumed
 
+    def configure_model(self) -> None:
+        """Lightning's hook for parallelism: with ``trainer.strategy=fsdp`` (Lightning's ModelParallelStrategy
+        gives the module a device mesh) the model is sharded with FSDP2 (:mod:`litplug.sharding`)."""
+        mesh = getattr(self, "_device_mesh", None)
+        if mesh is not None and not getattr(self, "_sharded", False):
+            from litplug.sharding import shard
+
+            shard(self, mesh["data_parallel"])
+            self._sharded = True
+
     # -- the forward pass every loss hook shares --------------------------------------------------
     def hidden_states(self, input_ids: torch.Tensor) -> torch.Tensor:
         """Final hidden states [B, T, H] of the backbone (after its final norm).
@@ -123,14 +133,14 @@ class LitplugModule(L.LightningModule):
             self.log("train/tokens_per_s", n_tokens / elapsed, batch_size=1)
         self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=1)
 
-    def _log_step(self, step: int) -> None:
+    def _log_step(self, step: int, sync_dist: bool = False) -> None:
         """Lightning logs at its count of batches that stepped *before* this one (0 for the first step), so a
         100-step run's last training and validation metrics would sit at step 99 and the evaluation at 100.
         A logged ``step`` is Lightning's documented override: every metric sits at the optimizer step that
         produced it (1..max_steps), where the end-of-run evaluation and ``litplug eval`` log too. Logged in
         ``training_step`` (the step this batch counts towards), so that callbacks at the end of the batch
         (ModelCheckpoint's ``{step}`` file name) already see the new value."""
-        self.log(STEP_KEY, float(step), batch_size=1)
+        self.log(STEP_KEY, float(step), batch_size=1, sync_dist=sync_dist)
 
     def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
         super().optimizer_step(*args, **kwargs)
@@ -141,12 +151,13 @@ class LitplugModule(L.LightningModule):
         names = self.trainer.datamodule.names if self.trainer.datamodule is not None else []
         source = names[dataloader_idx] if dataloader_idx < len(names) else str(dataloader_idx)
         n = batch["input_ids"].shape[0]
-        self.log(f"val/{source}/loss", terms["lm"], add_dataloader_idx=False, batch_size=n)
+        # sync_dist: under DDP/FSDP each rank validates its own share of the rows; report the mean over all
+        self.log(f"val/{source}/loss", terms["lm"], add_dataloader_idx=False, batch_size=n, sync_dist=True)
         self.log(f"val/{source}/perplexity", torch.exp(terms["lm"].clamp(max=50)), add_dataloader_idx=False,
-                 batch_size=n)
+                 batch_size=n, sync_dist=True)
 
     def on_validation_epoch_end(self) -> None:
-        self._log_step(self.global_step)
+        self._log_step(self.global_step, sync_dist=True)  # the same on every rank; says so to Lightning
 
     def configure_optimizers(self) -> dict[str, Any]:
         """The plugins' optimizer (``configure_optimizer``, AdamW by default) under the core's schedule."""

@@ -47,6 +47,7 @@ from litplug.plugins import load_plugins  # noqa: F401 - re-exported: litplug.ru
 from litplug.progress import progress_callback
 from litplug.resume import check_resume_config
 from litplug.rundir import RunDir
+from litplug.sharding import make_strategy
 from litplug.tracking import flat_params, make_logger, provenance_tags, tracking_uri, ui_hint
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -243,7 +244,7 @@ def _train(run: Run, module: LitplugModule, plugin_callbacks: list[Callback]) ->
     ]
     trainer = L.Trainer(
         max_steps=t.max_steps, accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes,
-        strategy=t.strategy, precision=t.precision, gradient_clip_val=t.gradient_clip_val,
+        strategy=make_strategy(t), precision=t.precision, gradient_clip_val=t.gradient_clip_val,
         accumulate_grad_batches=t.accumulate_grad_batches, log_every_n_steps=t.log_every_n_steps,
         val_check_interval=t.val_check_interval or t.max_steps, check_val_every_n_epoch=None,
         limit_val_batches=t.limit_val_batches, num_sanity_val_steps=0, logger=logger or False,
@@ -260,18 +261,35 @@ def _train(run: Run, module: LitplugModule, plugin_callbacks: list[Callback]) ->
             logger.experiment.log_artifact(logger.run_id, str(run.dir.config_file))
     trainer.fit(module, datamodule=run.datamodule, ckpt_path=str(run.last_checkpoint) if resuming else None,
                 weights_only=True)
+    if not any(k.startswith("val/") for k in trainer.callback_metrics) and _validates_last_step(run.cfg):
+        # resumed from the final checkpoint (saved before that step's validation): validate it now, as the
+        # uninterrupted run did at this step (on every rank: validation is collective under DDP/FSDP)
+        trainer.validate(module, datamodule=run.datamodule, verbose=False)
+    module = _unsharded(run, trainer, module)
     if trainer.global_rank != 0:
         return {}
     return finish(run, trainer, module, logger)
 
 
+def _unsharded(run: Run, trainer: L.Trainer, module: LitplugModule) -> LitplugModule:
+    """The trained module with whole weights. Under FSDP each rank holds a shard: the full state is gathered
+    (a collective, so every rank calls it) into a fresh, unsharded module on rank 0, which the export and the
+    evaluation then see exactly as after a single-process run."""
+    if not getattr(module, "_sharded", False):
+        return module
+    state = trainer.strategy.lightning_module_state_dict()  # full on rank 0, empty elsewhere
+    if trainer.global_rank != 0:
+        return module
+    whole = build_module(run)
+    whole.load_state_dict(state)
+    whole.restored_metrics = dict(module.restored_metrics)
+    run.module = whole
+    return whole
+
+
 def finish(run: Run, trainer: L.Trainer, module: LitplugModule, logger: Any) -> dict[str, Any]:
     """Export the HF model, evaluate prompt/answer tasks, write results, pictures and log artifacts."""
     model = module.model
-    if not any(k.startswith("val/") for k in trainer.callback_metrics) and _validates_last_step(run.cfg):
-        # resumed from the final checkpoint (saved before that step's validation): validate it now, as the
-        # uninterrupted run did at this step
-        trainer.validate(module, datamodule=run.datamodule, verbose=False)
     export(model, run.tokenizer, run.pm.hook, run.cfg, run.export_dir, in_place=True)
     metrics = {**module.restored_metrics,
                **{k: float(v) for k, v in trainer.callback_metrics.items() if k != STEP_KEY}}

@@ -32,6 +32,28 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def doubled_rows_source(tmp_path: Path, n_train: int = 60, fraction: float = 0.05) -> str:
+    """A jsonl source whose training rows appear twice, in the same order (with its held-out rows first).
+
+    litdata gives each of two ranks a contiguous half of the stream, so rank 0 reads the first copy and
+    rank 1 the second: at every step both ranks hold the same rows, the global batch is (b, b), and its
+    mean gradient is that of b alone. A single process with batch b must then match two data-parallel
+    processes to float tolerance; a wrong reduction (sum, not mean) or wrong sharding breaks the match.
+    ``n_train`` is a multiple of the per-rank batch, so rank 1 starts exactly at the second copy."""
+    import json
+
+    from litplug.data.sources import _file_split
+    from litplug.data.tasks import get_task
+
+    train, held_out = [], []
+    for e in get_task("arithmetic", {"digits": 2}).examples("train", 4 * n_train, 0):
+        line = json.dumps({"prompt": e.prompt, "answer": e.answer})
+        (train if _file_split(e, fraction) == "train" else held_out).append(line)
+    data = tmp_path / "twice.jsonl"
+    data.write_text("\n".join(held_out + train[:n_train] + train[:n_train]) + "\n")
+    return f"data.sources=[{{path: {data}, validation_fraction: {fraction}}}]"
+
+
 def start_mlflow_server(tmp_path: Path) -> tuple[subprocess.Popen, str]:
     """A real ``mlflow server`` on 127.0.0.1 (sqlite store under tmp_path), in its own process group so
     that ``os.killpg(proc.pid, ...)`` stops its workers too; returns once ``/health`` answers."""
