@@ -23,7 +23,7 @@ def val_history(run) -> dict[int, float]:
     """Held-out domain loss by global step (Lightning logs validation at global_step - 1)."""
     info = json.loads((run.run_dir / "mlflow_run.json").read_text())
     client = mlflow.MlflowClient(info["tracking_uri"])
-    return {m.step + 1: m.value for m in client.get_metric_history(info["run_id"], "val/domain/loss")}
+    return {m.step: m.value for m in client.get_metric_history(info["run_id"], "val/domain/loss")}
 
 
 def exported_matches_checkpoint(run, step: int) -> bool:

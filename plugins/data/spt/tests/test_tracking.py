@@ -37,7 +37,7 @@ def test_logged_epochs_equal_tokens_times_delta_over_domain_size(tracked_run) ->
     # |D|: 12 distinct documents of 15 words + <bos> + <eos>, i.e. 12 rows of seq_len + 1 tokens.
     domain_tokens = NUM_DOCUMENTS * (DOC_LENGTH + 2) * SEQ_LEN / (SEQ_LEN + 1)  # in input tokens, as T
     for step, value in epochs.items():
-        assert tokens[step] == (step + 1) * BATCH * SEQ_LEN
+        assert tokens[step] == step * BATCH * SEQ_LEN  # metrics sit at the optimizer step that produced them
         assert value == pytest.approx(tokens[step] * DELTA / domain_tokens, rel=1e-6)
     planned = epochs[max(epochs)]
     realised = history(tracked_run, "spt/domain_epochs_realised")[max(epochs)]
@@ -54,7 +54,7 @@ def test_curve_is_read_back_from_mlflow(tracked_run) -> None:
     curve, uri = curve_from_run(tracked_run.run_dir)
     test, train = history(tracked_run, "val/domain/loss"), history(tracked_run, "val/domain/train_split_loss")
     assert curve.delta == DELTA and uri.startswith("sqlite:")
-    assert sorted(test) == [1, 3, 5, 7]  # validations after global steps 2, 4, 6, 8
-    assert curve.tokens.tolist() == pytest.approx([(s + 1) * BATCH * SEQ_LEN for s in sorted(test)])
+    assert sorted(test) == [2, 4, 6, 8]  # validations after global steps 2, 4, 6, 8
+    assert curve.tokens.tolist() == pytest.approx([s * BATCH * SEQ_LEN for s in sorted(test)])
     assert curve.test_loss.tolist() == [test[s] for s in sorted(test)]
     assert curve.train_loss.tolist() == [train[s] for s in sorted(test)]
