@@ -35,6 +35,7 @@ from litplug.curves import LossHistory, plot_losses
 from litplug.data.datamodule import LitplugDataModule, source_specs
 from litplug.data.mixture import MixtureAccounting
 from litplug.data.sources import SourceSpec
+from litplug.data.storage import ShardDir, is_remote
 from litplug.data.tasks import TaskError, get_task
 from litplug.errors import ConfigError, DataError
 from litplug.evaluate import check_eval_config, eval_summary_markdown, evaluate_all, flat_metrics
@@ -131,7 +132,9 @@ def setup(config_path: str | None, overrides: list[str] | tuple[str, ...] = ()) 
     pm.hook.data_sources(sources=sources, config=cfg)
     if not sources or sum(s.weight for s in sources) <= 0:
         raise DataError("After the plugins' data_sources hooks no source has a positive weight.")
-    cache = Path(cfg.data.cache_dir) if cfg.data.cache_dir else Path(cfg.run.output_dir) / ".cache"
+    cache: ShardDir = Path(cfg.run.output_dir) / ".cache"
+    if cfg.data.cache_dir:  # a folder, or an object-store URL (a Path would fold "s3://" into "s3:/")
+        cache = str(cfg.data.cache_dir) if is_remote(str(cfg.data.cache_dir)) else Path(cfg.data.cache_dir)
     datamodule = LitplugDataModule(cfg, tokenizer, sources, cache)
     datamodule.prepare()
     return Run(cfg, config_path, pm, instances, records, tokenizer, sources, datamodule, run_dir)

@@ -121,7 +121,7 @@ logits) and logs the weight norm after every optimizer step: replace both with y
 ## How to run
 ```bash
 pip install -e .
-litplug plugins                                   # lists "$name" with its hooks
+litplug plugins --check                           # imports "$name", lists its hooks
 litplug train run.name=$name plugins.$name='{weight: 1e-4}'   # litplug's built-in tiny config
 pytest tests                                      # litplug's conformance harness and your tests
 ```

@@ -14,13 +14,14 @@ from typing import Any
 
 import lightning as L
 import torch
-from litdata import CombinedStreamingDataset, StreamingDataLoader, StreamingDataset
+from litdata import CombinedStreamingDataset, StreamingDataLoader
 from omegaconf import DictConfig, OmegaConf
 from transformers import PreTrainedTokenizerBase
 
 from litplug.data.batch import collate
 from litplug.data.prepare import prepare_split
 from litplug.data.sources import SourceSpec, source_name
+from litplug.data.storage import ShardDir, check_streamable, is_remote, open_shards
 from litplug.errors import DataError
 
 
@@ -96,8 +97,10 @@ def check_unique_names(sources: list[SourceSpec]) -> None:
 
 class LitplugDataModule(L.LightningDataModule):
     def __init__(self, cfg: DictConfig, tokenizer: PreTrainedTokenizerBase, sources: list[SourceSpec],
-                 cache_root: Path) -> None:
+                 cache_root: ShardDir) -> None:
         super().__init__()
+        if is_remote(cache_root):
+            check_streamable(str(cache_root))
         check_unique_names(sources)
         for spec in sources:
             _with_defaults(spec, cfg)  # sources a plugin's data_sources hook added
@@ -107,8 +110,8 @@ class LitplugDataModule(L.LightningDataModule):
         self.cache_root = cache_root
         self.names = [source_name(s) for s in sources]
         self.train_names = [source_name(s) for s in sources if s.weight > 0]
-        self.train_dirs: list[Path] = []
-        self.val_dirs: list[Path] = []
+        self.train_dirs: list[ShardDir] = []
+        self.val_dirs: list[ShardDir] = []
         self._sizes: list[int] | None = None
 
     def prepare(self) -> None:
@@ -142,8 +145,13 @@ class LitplugDataModule(L.LightningDataModule):
     def train_sizes(self) -> list[int]:
         """Rows in each training source (for epoch counts)."""
         if self._sizes is None:
-            self._sizes = [len(StreamingDataset(str(p))) for p in self.train_dirs]
+            self._sizes = [len(open_shards(p, self.cfg)) for p in self.train_dirs]
         return self._sizes
+
+    def recorded_dirs(self) -> list[Path]:
+        """Each training source's folder as litdata records it (``input_dir_path``) in the loader state:
+        the shard folder, or for shards on object storage the local folder its chunks download to."""
+        return [Path(open_shards(p, self.cfg).input_dir.path) if is_remote(p) else Path(p) for p in self.train_dirs]
 
     def train_weights(self) -> list[float]:
         weights = [s.weight for s in self.sources if s.weight > 0]
@@ -152,8 +160,8 @@ class LitplugDataModule(L.LightningDataModule):
     def train_dataloader(self) -> ResumableLoader:
         d = self.cfg.data
         seed = self.cfg.run.seed
-        datasets = [StreamingDataset(str(p), shuffle=d.shuffle, seed=seed + i, drop_last=True,
-                                     transform=partial(tag_source, index=i))
+        datasets = [open_shards(p, self.cfg, shuffle=d.shuffle, seed=seed + i, drop_last=True,
+                                transform=partial(tag_source, index=i))
                     for i, p in enumerate(self.train_dirs)]
         if len(datasets) == 1:
             dataset: Any = datasets[0]
@@ -167,7 +175,7 @@ class LitplugDataModule(L.LightningDataModule):
     def val_dataloader(self) -> list[StreamingDataLoader]:
         d = self.cfg.data
         return [
-            StreamingDataLoader(StreamingDataset(str(p), shuffle=False), batch_size=d.batch_size, num_workers=0,
+            StreamingDataLoader(open_shards(p, self.cfg, shuffle=False), batch_size=d.batch_size, num_workers=0,
                                 collate_fn=partial(collate, loss_on=d.loss_on))
             for p in self.val_dirs
         ]

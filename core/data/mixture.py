@@ -53,7 +53,7 @@ class MixtureAccounting(Callback):
     def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
         self.counts = dict(checkpoint.get(LEGACY_KEY, self.counts))  # the callback state, if any, follows
         if trainer.datamodule is not None:  # a moved run directory (and its data cache) still resumes
-            relocate_loader_state(checkpoint, list(trainer.datamodule.train_dirs))
+            relocate_loader_state(checkpoint, trainer.datamodule.recorded_dirs())
 
 
 def drawn_rows(trainer: L.Trainer) -> dict[str, int]:

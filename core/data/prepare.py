@@ -3,7 +3,8 @@
 Every sample is one fixed-length row of ``seq_len + 1`` token ids, so a batch is a plain stack:
 prompt/answer examples get a row each (padded), plain text is packed into consecutive rows.
 Shards are cached under a key of everything that shapes them, and written to a temporary folder
-that is renamed into place, so an interrupted preparation never leaves a half-written cache.
+that is renamed into place (or, on object storage, uploaded with ``index.json`` last), so an
+interrupted preparation never leaves a half-written cache.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ import numpy as np
 from litdata import optimize
 from transformers import PreTrainedTokenizerBase
 
+from litplug.data import storage
 from litplug.data.sources import SourceSpec, fingerprint, read_examples, source_name
+from litplug.data.storage import ShardDir
 from litplug.data.tasks import Example
 from litplug.errors import DataError
 
@@ -147,24 +150,30 @@ def _sample(index: int, rows: np.ndarray) -> dict[str, object]:
 
 
 def prepare_split(
-    spec: SourceSpec, split: str, tokenizer: PreTrainedTokenizerBase, seq_len: int, seed: int, cache_root: Path
-) -> Path:
-    """The litdata folder for (source, split), writing it if it is not cached yet."""
+    spec: SourceSpec, split: str, tokenizer: PreTrainedTokenizerBase, seq_len: int, seed: int, cache_root: ShardDir
+) -> ShardDir:
+    """The litdata folder for (source, split), writing it if it is not cached yet. ``cache_root`` is a local
+    folder or an object-store URL (see :mod:`litplug.data.storage`)."""
     name = source_name(spec)
     shaping = {k: v for k, v in dataclasses.asdict(spec).items() if k not in MIXING_ONLY}
     parts = [ROW_FORMAT, shaping, split, seq_len, seed, tokenizer_fingerprint(tokenizer), fingerprint(spec)]
     key = json.dumps(parts, sort_keys=True, default=str)
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-    target = cache_root / f"{name}-{split}-{digest}"
-    if (target / "index.json").is_file():
+    target = storage.join(cache_root, f"{name}-{split}-{digest}")
+    if storage.has_index(target):
         return target
     rows = build_rows(tokenizer, read_examples(spec, split, seed), seq_len, name)
+    if storage.is_remote(target):
+        with tempfile.TemporaryDirectory(prefix=f"litplug-{name}-{split}-") as tmp:
+            _optimize(rows, Path(tmp))
+            storage.upload(Path(tmp), str(target))
+        return target
+    target = Path(target)
+    cache_root = Path(cache_root)
     cache_root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=cache_root))
     try:
-        optimize(fn=partial(_sample, rows=rows), inputs=list(range(len(rows))), output_dir=str(tmp),
-                 chunk_bytes="32MB", num_workers=1, reorder_files=False, verbose=False, mode="overwrite",
-                 start_method="fork")
+        _optimize(rows, tmp)
         os.replace(tmp, target)
     except OSError:
         if not (target / "index.json").is_file():  # not a concurrent writer finishing first
@@ -172,3 +181,9 @@ def prepare_split(
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def _optimize(rows: np.ndarray, out: Path) -> None:
+    optimize(fn=partial(_sample, rows=rows), inputs=list(range(len(rows))), output_dir=str(out),
+             chunk_bytes="32MB", num_workers=1, reorder_files=False, verbose=False, mode="overwrite",
+             start_method="fork")

@@ -13,6 +13,7 @@ from pathlib import Path
 import fsspec
 
 from litplug.config import SourceConfig, source_label
+from litplug.data.storage import url_to_fs
 from litplug.data.tasks import Example, TaskError, get_task
 from litplug.errors import DataError
 
@@ -109,7 +110,7 @@ def _file_split(example: Example, fraction: float) -> str:
 
 
 def _existing(spec: SourceSpec) -> tuple[fsspec.AbstractFileSystem, str]:
-    fs, fs_path = fsspec.core.url_to_fs(str(spec.path))
+    fs, fs_path = url_to_fs(str(spec.path))
     if not fs.exists(fs_path):
         raise DataError(f"data source '{source_name(spec)}': file '{spec.path}' does not exist.")
     return fs, fs_path
