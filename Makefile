@@ -9,7 +9,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo test test-slow lint bench cards clean
+.PHONY: setup demo test test-slow lint bench cards clean setup-gpu gpu-suite
 
 setup: $(VENV)/.installed
 
@@ -37,12 +37,33 @@ test-slow: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 
+# The CPU benchmarks (the GPU ones need CUDA: `make gpu-suite`, benchmarks/kernels_gpu.py).
 bench: setup
-	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done
+	for b in $(filter-out benchmarks/kernels_gpu.py benchmarks/gpu_suite.py,$(wildcard benchmarks/*.py)); do $(PY) $$b || exit 1; done
 
 # Paste each finished reproduce/ sweep summary (runs/sweeps/*/summary.md) into its method card.
 cards: setup
 	$(PY) scripts/cards.py
 
+# A CUDA machine: its own venv, .venv-gpu, so the CPU torch of `make setup` and the CUDA torch never
+# replace each other; every pip call of it is pinned by constraints-gpu.txt (overriding the PIP_CONSTRAINT
+# exported above). `make test` checks that this resolves (tests/test_gpu_install.py).
+GPU_VENV := .venv-gpu
+GPU_PY := $(GPU_VENV)/bin/python
+GPU_PIP := PIP_CONSTRAINT=$(CURDIR)/constraints-gpu.txt $(GPU_PY) -m pip
+
+setup-gpu: $(GPU_VENV)/.installed
+
+$(GPU_VENV)/.installed: pyproject.toml constraints-gpu.txt $(wildcard plugins/*/*/pyproject.toml)
+	test -x $(GPU_PY) || $(PYTHON) -m venv $(GPU_VENV)
+	$(GPU_PIP) install --quiet --upgrade pip
+	$(GPU_PIP) install --quiet -e ".[dev,gpu]" $(foreach p,$(PLUGINS),-e $(p))
+	$(GPU_PY) -m compileall -q -j 0 $(GPU_VENV)/lib > /dev/null || true
+	touch $@
+
+# Set up, then plain vs liger vs xformers, FSP and S2D on a ~270M Llama in bf16: gpu_suite.md, in under 8 minutes.
+gpu-suite:
+	scripts/gpu_suite.sh
+
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) $(GPU_VENV) runs

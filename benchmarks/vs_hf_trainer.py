@@ -2,9 +2,12 @@
 path, no plugins) vs Hugging Face `Trainer` vs a plain hand-written LightningModule.
 
 All three train the same model (same config, same initial weights), on the same token rows, with the
-same batch, AdamW (lr, betas, eps), constant LR, gradient clipping at 1.0 and fp32 on CPU. litplug runs as
-a user runs it: `litplug.run.setup` + `litplug.run.train` (its litdata stream from a text file, its
-checkpointing, logging and callbacks; tracking off); the others read the rows litplug tokenised, from
+same batch, AdamW (lr, betas, eps), constant LR, gradient clipping at 1.0 and fp32 on CPU, and none of them
+with torch's deterministic algorithms (HF Trainer's and Lightning's default); litplug's own default,
+``trainer.deterministic: true`` (what makes a resumed run bit-exact), is a fourth row, divided by HF
+Trainer, so its cost shows on its own. litplug runs as a user runs it: `litplug.run.setup` +
+`litplug.run.train` (its litdata stream from a text file, its checkpointing, logging and callbacks;
+tracking off); the others read the rows litplug tokenised, from
 memory. Time is the interval between consecutive optimizer-step ends (data loading, logging and
 callbacks included), median over the steps after a warm-up; tokens/s = batch x seq / that. Rounds
 alternate the order of the three, in one process. Goal: litplug >= 1.0x HF Trainer.
@@ -121,6 +124,8 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--seq", type=int, default=128)
     parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--litplug", action="append", default=[], metavar="KEY=VALUE",
+                        help="an extra override for the litplug run (e.g. trainer.deterministic=false)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     work = Path(tempfile.mkdtemp(prefix="litplug-vs-hf-"))
@@ -133,6 +138,7 @@ def main() -> None:
         f"trainer.max_steps={args.steps}", "trainer.checkpoint_every_n_steps=1000000", "trainer.limit_val_batches=0",
         "trainer.log_every_n_steps=10", "trainer.progress=lines", "tracking.enabled=false", "optim.warmup_steps=0",
         "optim.schedule=constant", f"run.output_dir={work / 'runs'}", f"data.cache_dir={work / 'cache'}",
+        *args.litplug,
     ]
     probe = run_mod.setup(None, [*overrides, "run.name=probe"])  # tokenises the corpus once, for every round
     cfg, tokenizer = probe.cfg, probe.tokenizer
@@ -140,9 +146,10 @@ def main() -> None:
                                        args.seq, "corpus")[:, :-2]).long()
     tokens_per_step = args.batch * args.seq
 
-    def litplug_round(r: int) -> float:
+    def litplug_round(r: int, deterministic: bool = False) -> float:
         timer = StepEnds()
-        run = run_mod.setup(None, [*overrides, f"run.name=r{r}"])
+        run = run_mod.setup(None, [*overrides, f"run.name=r{r}{'d' if deterministic else ''}",
+                                   f"trainer.deterministic={str(deterministic).lower()}"])
         run.pm.register(_Timing(timer), name="bench-timing")
         run_mod.train(run)
         return tokens_per_s(timer.ends, tokens_per_step)
@@ -173,10 +180,11 @@ def main() -> None:
         trainer.fit(PlainModule(fresh_model(), cfg.optim), train_dataloaders=loader)
         return tokens_per_s(timer.ends, tokens_per_step)
 
-    runners = {"litplug": litplug_round, "HF Trainer": hf_round, "plain Lightning": plain_round}
+    runners = {"litplug": litplug_round, "HF Trainer": hf_round, "plain Lightning": plain_round,
+               "litplug, deterministic": lambda r: litplug_round(r, deterministic=True)}
     measured: dict[str, list[float]] = {name: [] for name in runners}
     for r in range(args.rounds):
-        order = list(runners)[r % 3:] + list(runners)[: r % 3]  # rotate who goes first
+        order = list(runners)[r % len(runners):] + list(runners)[: r % len(runners)]  # rotate who goes first
         for name in order:
             measured[name].append(runners[name](r))
         print(f"round {r + 1}/{args.rounds}: " + ", ".join(f"{n} {measured[n][-1]:.0f} tok/s" for n in runners),
@@ -184,9 +192,12 @@ def main() -> None:
 
     ratios = {other: [a / b for a, b in zip(measured["litplug"], measured[other])]
               for other in ("HF Trainer", "plain Lightning")}
+    ratios["litplug, deterministic"] = [a / b for a, b in zip(measured["litplug, deterministic"],
+                                                                measured["HF Trainer"])]
     print(f"\nmodel: Llama hidden={args.hidden} layers={args.layers}, seq={args.seq}, batch={args.batch}, fp32 CPU, "
           f"torch threads={torch.get_num_threads()}; {args.rounds} alternating rounds x {args.steps} steps\n")
     print("| trainer | tokens/s (median of rounds) | litplug ÷ it (median, min-max over rounds) |")
+    # the last row is the other way round: litplug with its default deterministic=true, divided by HF Trainer
     print("|---|---|---|")
     for name in runners:
         rs = ratios.get(name)
