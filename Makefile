@@ -37,9 +37,9 @@ test-slow: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 
-# The CPU benchmarks (the GPU ones need CUDA: `make gpu-suite`, benchmarks/kernels_gpu.py).
+# The CPU benchmarks (the GPU one needs CUDA: `make gpu-suite`).
 bench: setup
-	for b in $(filter-out benchmarks/kernels_gpu.py benchmarks/gpu_suite.py,$(wildcard benchmarks/*.py)); do $(PY) $$b || exit 1; done
+	for b in $(filter-out benchmarks/gpu_suite.py,$(wildcard benchmarks/*.py)); do $(PY) $$b || exit 1; done
 
 # Paste each finished reproduce/ sweep summary (runs/sweeps/*/summary.md) into its method card.
 cards: setup

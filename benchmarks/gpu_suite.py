@@ -1,8 +1,8 @@
 """The GPU suite: plain vs liger vs xformers vs liger+xformers, and the cost of FSP and S2D, on a ~270M-parameter
 Llama in bf16, through litplug's own training path. Writes a markdown table (and the raw numbers as JSON).
 
-Workload (that of benchmarks/kernels_gpu.py): Llama, hidden 768, 12 layers, 12 heads / 4 KV heads, MLP 2048,
-untied 128,256-token vocabulary; sequences of 2048, batch 4; ``bf16-mixed``; AdamW at lr 3e-4 (constant);
+Workload (issue 10's kernel benchmark, which this replaces): Llama, hidden 768, 12 layers, 12 heads / 4 KV heads,
+MLP 2048, untied 128,256-token vocabulary; sequences of 2048, batch 4; ``bf16-mixed``; AdamW at lr 3e-4 (constant);
 20 steps, the first 5 untimed (Triton compiles, allocator warm-up, S2D's first SVD). FSP and S2D run with their
 defaults; ``s2d-all`` adds S2D with every linear layer penalised, since PCDR may select no layer of a freshly
 initialised model (S2D then costs nothing between its SVD refreshes).
