@@ -135,6 +135,30 @@ def test_mixture_resume_after_an_epoch_boundary_is_bit_exact(litplug_run) -> Non
     assert resumed.results["metrics"]["train/loss"] == full.results["metrics"]["train/loss"]
 
 
+def test_mixture_resume_from_any_step_around_an_epoch_end_is_bit_exact(litplug_run) -> None:
+    """Resumed from every step of a run whose mixture ends epochs every few steps. The step just before
+    an epoch ends is the hard one: Lightning's prefetched batch held the ending source's last rows, and
+    litdata had already advanced that source's epoch (a SIGTERM that landed there resumed with the next
+    epoch's shuffle)."""
+    import shutil
+
+    small = ("data.sources=[{task: arithmetic, params: {digits: 2}, num_train: 40, weight: 0.75}, "
+             "{task: arithmetic, name: mul, params: {digits: 2, op: mul}, num_train: 24, weight: 0.25}]")
+    keep = [small, "data.seq_len=20", "trainer.max_steps=12", "trainer.keep_checkpoints=true",
+            "trainer.checkpoint_every_n_steps=1", "eval.num_examples=2"]
+    full = litplug_run(None, keep, name="full")
+    epochs = [torch.load(full.dir.checkpoint(k), weights_only=True)["loops"]["fit_loop"]["state_dict"]
+              ["combined_loader"][0]["current_epoch"] for k in range(1, 12)]
+    assert epochs[-1] > epochs[0], f"the mixture must end an epoch within the run (epochs by step: {epochs})"
+    for k in range(1, 12):
+        resumed_dir = full.run_dir.parent / f"from{k}"
+        (resumed_dir / "checkpoints").mkdir(parents=True)
+        shutil.copy(full.dir.checkpoint(k), resumed_dir / "checkpoints" / "last.ckpt")
+        resumed = litplug_run(None, keep, name=f"from{k}")
+        diff = state_equal(full.module.state_dict(), resumed.module.state_dict())
+        assert not diff, f"resumed from step {k} (epochs by step {epochs}): differs in {diff[:3]}"
+
+
 def test_single_source_resume_across_an_epoch_boundary_is_bit_exact(litplug_run) -> None:
     """One source of 200 rows, batch 8: 25 steps an epoch. Resumed from step 10 (epoch 1), the run
     crosses into epoch 2 and must draw epoch 2's shuffle exactly as the uninterrupted run did."""

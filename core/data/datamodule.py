@@ -203,6 +203,14 @@ def discount_prefetched_batch(checkpoint: dict[str, Any], trainer: L.Trainer) ->
     for worker, counts in yielded.items():
         yielded[worker] = [c - u for c, u in zip(counts, unconsumed)]
     for index, ds_state in state["dataset"].items():
+        if not unconsumed[int(index)]:
+            continue
         ds_state["num_samples_yielded"] -= unconsumed[int(index)]
         if "sample_in_epoch" in ds_state:
             ds_state["sample_in_epoch"] -= unconsumed[int(index)]
+        # The prefetched rows may have been a source's last of the epoch: litdata then advanced that source's
+        # epoch (ahead of the loader's). Without them the epoch is not over, so its counter goes back too;
+        # else a resumed run would finish the epoch with the next epoch's shuffle.
+        epoch, own = state.get("current_epoch"), ds_state.get("current_epoch")
+        if isinstance(epoch, int) and isinstance(own, int) and own > epoch:
+            ds_state["current_epoch"] = epoch
