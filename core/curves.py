@@ -1,7 +1,8 @@
 """The run's loss curves as a picture: training loss (each term) and every source's validation loss.
 
-Recorded by a callback at the logging interval into ``loss_history.json`` in the run directory and drawn
-with matplotlib's object API (no pyplot, no display) at the end of the run. A resumed run keeps the
+Recorded by a callback at the logging interval, saved to ``loss_history.json`` in the run directory with
+every checkpoint and validation, and drawn with matplotlib's object API (no pyplot, no display) at the end
+of the run. A resumed run keeps the
 points up to the step it resumes from, so it draws its whole history, including the validation that
 ran after the checkpoint it resumes from was saved. MLflow holds the same numbers as metrics, but a
 PNG beside the run reads without a server.
@@ -18,6 +19,8 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_only
+
+from litplug.progress import is_log_step
 
 # training metrics that are not losses
 NOT_LOSSES = frozenset({"train/lr", "train/tokens_per_s"})
@@ -58,17 +61,23 @@ class LossHistory(Callback):
         os.replace(tmp, self.path)
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
-        step = trainer.global_step
-        if step % max(1, trainer.log_every_n_steps) == 0 or step == trainer.max_steps:
+        if is_log_step(trainer):
             for key, value in trainer.callback_metrics.items():
                 if key.startswith("train/") and key not in NOT_LOSSES:
-                    self._add(key, step, float(value))
-            self._save()
+                    self._add(key, trainer.global_step, float(value))
+
+    # Written when a checkpoint is (a resume keeps the points up to it), after each validation (which runs
+    # after that step's checkpoint) and at the end: never per step, so a long run's file costs nothing.
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: Any, checkpoint: dict[str, Any]) -> None:
+        self._save()
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: Any) -> None:
         for key, value in trainer.callback_metrics.items():
             if key.startswith("val/") and key.endswith("/loss"):
                 self._add(key, trainer.global_step, float(value))
+        self._save()
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: Any) -> None:
         self._save()
 
 

@@ -21,6 +21,12 @@ PROGRESS_MODES = ("auto", "bar", "lines")
 _NOT_SHOWN = ("train/tokens_per_s",)
 
 
+def is_log_step(trainer: L.Trainer) -> bool:
+    """Whether this optimizer step is one Lightning logs at (every ``log_every_n_steps``, and the last)."""
+    step = trainer.global_step
+    return step % max(1, trainer.log_every_n_steps) == 0 or step == trainer.max_steps
+
+
 def use_bar(mode: str, stream: IO[str] | None = None) -> bool:
     """Whether ``trainer.progress`` means a bar: ``auto`` asks whether ``stream`` (stdout) is a terminal."""
     if mode != "auto":
@@ -69,8 +75,7 @@ class ProgressLines(Callback):
     """One plain line per logging interval (and at the last step): readable in a log file."""
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
-        step = trainer.global_step
-        if step % max(1, trainer.log_every_n_steps) == 0 or step == trainer.max_steps:
+        if is_log_step(trainer):
             metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("train/")}
             shown = " ".join(f"{k[6:]}={v:.4g}" for k, v in sorted(metrics.items()))
-            rank_zero_only(print)(f"step {step}/{trainer.max_steps} {shown}", flush=True)
+            rank_zero_only(print)(f"step {trainer.global_step}/{trainer.max_steps} {shown}", flush=True)
